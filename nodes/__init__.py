@@ -1,0 +1,10 @@
+"""ComfyUI node classes of the pack (V3 schema) and the extension that registers them."""
+
+from comfy_api.latest import ComfyExtension, io
+
+
+class RunningHubExtension(ComfyExtension):
+    """Lists every node of the pack; the one registration table."""
+
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return []

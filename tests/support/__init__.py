@@ -1,0 +1,1 @@
+"""Helpers shared by the test suites (simulator, ComfyUI host, pack loader)."""
