@@ -35,7 +35,9 @@ if [ ! -f "$comfy_dir/main.py" ]; then
 fi
 
 # 2. The virtual environment, keyed by everything that decides its content.
-key="$(cat "$comfy_dir/requirements.txt" "$here/requirements.txt" "$here/requirements-dev.txt" "$0" | sha256sum | cut -c1-12)"
+# Bump venv_layout when the install steps below change in a way the files don't show.
+venv_layout=1
+key="$( (cat "$comfy_dir/requirements.txt" "$here/requirements.txt" "$here/requirements-dev.txt"; echo "layout=$venv_layout $(uname -m)") | sha256sum | cut -c1-12)"
 venv="$cache/venv-$key"
 if [ ! -f "$venv/.complete" ]; then
   log "building $venv (torch and ComfyUI requirements; several minutes the first time)"
