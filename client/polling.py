@@ -1,0 +1,140 @@
+"""Waiting for a task: adaptive interval, separate budgets for queued and running time,
+an interrupt check honoured within a tick, and cancel called once.
+
+Interval: each phase (queued, running) is polled every `fast_interval` for its first
+`fast_window` seconds, so short tasks are noticed quickly; after that the interval doubles
+up to `max_interval`, so long tasks cost about one poll per `max_interval`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, replace
+from typing import Callable
+
+from .api import RunningHubClient
+from .errors import (ProtocolError, RunningHubError, ServerError, TaskTimeoutError, TransportError,
+                     WaitInterrupted)
+from .records import TaskResult, TaskState
+
+log = logging.getLogger("runninghub_bridge.client")
+
+
+@dataclass(frozen=True)
+class PollPolicy:
+    fast_interval: float = 0.25
+    fast_window: float = 1.2
+    growth: float = 2.0
+    max_interval: float = 5.0
+    max_queued_seconds: float = 3600.0
+    max_running_seconds: float = 3600.0
+    tick: float = 0.2  # interrupt checks at least this often
+    progress_every: float = 1.0  # on_progress at least this often (and on each state change)
+
+    def next_interval(self, phase_elapsed: float, previous: float | None) -> float:
+        if phase_elapsed < self.fast_window or previous is None:
+            return self.fast_interval
+        return min(self.max_interval, max(self.fast_interval, previous * self.growth))
+
+
+@dataclass(frozen=True)
+class TaskProgress:
+    """What the UI shows while waiting."""
+
+    task_id: str
+    state: TaskState
+    elapsed: float  # since the wait started
+    phase_elapsed: float  # in the current state
+    polls: int
+
+
+def _reattach_hint(task_id: str) -> str:
+    return (f"The remote task {task_id} may still be running and billing: re-attach to it with "
+            f"RH Fetch Outputs (task_id {task_id}) instead of queueing again.")
+
+
+def wait_for_task(client: RunningHubClient, task_id: str, *, initial_state: TaskState = TaskState.QUEUED,
+                  policy: PollPolicy | None = None, on_progress: Callable[[TaskProgress], None] | None = None,
+                  should_stop: Callable[[], bool] | None = None, clock: Callable[[], float] = time.monotonic,
+                  sleep: Callable[[float], None] = time.sleep) -> TaskResult:
+    """Poll outputs until the task ends. Returns the result on SUCCESS; raises TaskFailedError
+    (or TaskCancelledError) on failure, TaskTimeoutError past a budget (the task is left as it
+    is), WaitInterrupted when `should_stop()` turns true (after one cancel call)."""
+    policy = policy or PollPolicy()
+    started = clock()
+    state = initial_state if initial_state in (TaskState.QUEUED, TaskState.RUNNING) else TaskState.QUEUED
+    phase_started = started
+    polls = 0
+    interval: float | None = None
+    last_progress = float("-inf")
+
+    def report(force: bool = False) -> None:
+        nonlocal last_progress
+        now = clock()
+        if on_progress is not None and (force or now - last_progress >= policy.progress_every):
+            last_progress = now
+            on_progress(TaskProgress(task_id, state, now - started, now - phase_started, polls))
+
+    def stop_requested() -> bool:
+        return should_stop is not None and should_stop()
+
+    report(force=True)
+    while True:
+        interval = policy.next_interval(clock() - phase_started, interval)
+        wake = clock() + interval
+        while True:
+            if stop_requested():
+                raise _cancel_and_interrupt(client, task_id)
+            remaining = wake - clock()
+            if remaining <= 0:
+                break
+            sleep(min(policy.tick, remaining))
+            report()
+
+        polls += 1
+        try:
+            reply = client.outputs(task_id)
+        except (TransportError, ProtocolError, ServerError) as exc:
+            raise type(exc)(f"{exc} While waiting for task {task_id}. {_reattach_hint(task_id)}",
+                            code=exc.code, task_id=task_id, site=exc.site) from exc
+
+        if reply.state is TaskState.SUCCESS:
+            state = TaskState.SUCCESS
+            report(force=True)
+            log.info("task %s finished after %.1f s and %d polls", task_id, clock() - started, polls)
+            return reply.result
+        if reply.state in (TaskState.FAILED, TaskState.CANCEL):
+            state = reply.state
+            report(force=True)
+            raise reply.failure
+        if reply.state != state:
+            log.debug("task %s: %s -> %s", task_id, state.value, reply.state.value)
+            state = reply.state
+            phase_started = clock()
+            interval = None
+            report(force=True)
+
+        phase_elapsed = clock() - phase_started
+        budget = policy.max_queued_seconds if state is TaskState.QUEUED else policy.max_running_seconds
+        if phase_elapsed > budget:
+            raise TaskTimeoutError(
+                f"RunningHub task {task_id} stayed {state.value.lower()} for more than {budget:.0f} s "
+                f"(the wait limit). {_reattach_hint(task_id)}", task_id=task_id, site=client.site.name)
+
+
+def _cancel_and_interrupt(client: RunningHubClient, task_id: str) -> WaitInterrupted:
+    """Cancel once; report honestly whether the cancel went through."""
+    try:
+        client.cancel(task_id)
+    except RunningHubError as exc:
+        log.warning("cancel of task %s failed: %s", task_id, exc)
+        return WaitInterrupted(f"Interrupted. Cancelling RunningHub task {task_id} failed ({exc}); "
+                               "cancel it on the website to stop billing.", task_id=task_id, site=client.site.name)
+    return WaitInterrupted(f"Interrupted; RunningHub task {task_id} was cancelled.", task_id=task_id,
+                           site=client.site.name)
+
+
+def with_budgets(policy: PollPolicy, *, queued: float | None = None, running: float | None = None) -> PollPolicy:
+    return replace(policy, max_queued_seconds=queued if queued is not None else policy.max_queued_seconds,
+                   max_running_seconds=running if running is not None else policy.max_running_seconds)

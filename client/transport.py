@@ -1,0 +1,201 @@
+"""HTTP for RunningHub: explicit timeouts, an overall deadline, and retries only where a
+repeat is safe.
+
+Repeatable calls (outputs, status, account, getJsonApiFormat, upload, cancel) retry on
+connection errors, HTTP 5xx/429 and non-protocol replies with jittered, capped exponential
+backoff, honouring Retry-After (capped). Non-repeatable calls (create, ai-app run) retry
+only when the request provably never left this machine (connection refused, connect
+timeout); any failure after sending raises SubmissionUncertainError, because RunningHub has
+no idempotency key and a blind resubmit could bill twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import requests
+
+from .credentials import ApiKey
+from .errors import ProtocolError, SubmissionUncertainError, TransportError
+from .redact import scrub
+from .sites import Site
+
+log = logging.getLogger("runninghub_bridge.client")
+
+USER_AGENT = "comfyui-runninghub-bridge/0.1"
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    connect: float = 10.0
+    read: float = 30.0
+    upload_read: float = 300.0
+    deadline: float = 120.0  # one call, all retries included
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 4
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+    max_retry_after: float = 30.0
+
+    def delay(self, attempt: int, retry_after: float | None = None, rng: Callable[[], float] = random.random) -> float:
+        """Full-jitter exponential backoff for attempt 1, 2, ...; Retry-After wins (capped)."""
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.max_retry_after)
+        ceiling = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
+        return ceiling * (0.5 + 0.5 * rng())
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """The v1 reply: `{"code": int, "msg": str, "data": ...}` (extra keys ignored)."""
+
+    code: int
+    msg: str
+    data: Any
+    http_status: int
+
+    @property
+    def ok(self) -> bool:
+        return self.code == 0
+
+
+class _Retryable(Exception):
+    """Internal: a failure worth another attempt (if the call is repeatable)."""
+
+    def __init__(self, description: str, *, sent: bool, retry_after: float | None = None, protocol: bool = False):
+        super().__init__(description)
+        self.description = description
+        self.sent = sent
+        self.retry_after = retry_after
+        self.protocol = protocol  # the server answered, but not in RunningHub's protocol
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def _was_sent(exc: requests.RequestException) -> bool:
+    """False only when the request provably never reached the server."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return False
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        text = repr(exc)
+        if "NewConnectionError" in text or "Connection refused" in text or "Name or service not known" in text:
+            return False
+    return True
+
+
+def parse_envelope(resp: requests.Response, *, what: str) -> Envelope:
+    """The envelope, or _Retryable for server trouble, or ProtocolError for a non-protocol body."""
+    status = resp.status_code
+    if status == 429 or status >= 500:
+        raise _Retryable(f"HTTP {status} from {what}", sent=True,
+                         retry_after=_parse_retry_after(resp.headers.get("Retry-After")))
+    body = resp.content or b""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        kind = "an HTML page" if body.lstrip()[:1] == b"<" else "malformed JSON"
+        raise _Retryable(f"{what} answered HTTP {status} with {kind} instead of RunningHub's JSON", sent=True,
+                         protocol=True) from None
+    if not isinstance(doc, dict) or "code" not in doc:
+        raise _Retryable(f"{what} answered HTTP {status} with JSON that is not RunningHub's envelope", sent=True,
+                         protocol=True)
+    try:
+        code = int(doc.get("code"))
+    except (TypeError, ValueError):
+        raise _Retryable(f"{what} answered with a non-numeric code {doc.get('code')!r}", sent=True,
+                         protocol=True) from None
+    if status >= 400 and code == 0:
+        raise _Retryable(f"{what} answered HTTP {status}", sent=True)
+    msg = doc.get("msg")
+    if msg is None:
+        msg = doc.get("message", "")
+    return Envelope(code=code, msg=str(msg or ""), data=doc.get("data"), http_status=status)
+
+
+class Transport:
+    """Talks to one site. Thread-safe for concurrent calls (one pooled session)."""
+
+    def __init__(self, site: Site, *, timeouts: Timeouts | None = None, retry: RetryPolicy | None = None,
+                 session: requests.Session | None = None, sleep: Callable[[float], None] = time.sleep):
+        self.site = site
+        self.timeouts = timeouts or Timeouts()
+        self.retry = retry or RetryPolicy()
+        self._sleep = sleep
+        self.session = session or self._new_session()
+
+    @staticmethod
+    def _new_session() -> requests.Session:
+        session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_connections=8, pool_maxsize=32, max_retries=0)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        session.headers["User-Agent"] = USER_AGENT
+        session.trust_env = True
+        return session
+
+    def url(self, path: str) -> str:
+        return self.site.base_url + path
+
+    # -- the one request loop --------------------------------------------------------------
+
+    def call(self, path: str, *, key: ApiKey | None, json_body: dict | None = None, files: dict | None = None,
+             form: dict | None = None, repeatable: bool, operation: str, read_timeout: float | None = None) -> Envelope:
+        """POST and parse; retries per the policy above. Raises TransportError, ProtocolError or
+        SubmissionUncertainError; business codes are returned in the Envelope for the caller."""
+        headers = {"Accept": "application/json"}
+        if key is not None:
+            headers["Authorization"] = f"Bearer {key.secret}"
+        secrets = (key.secret,) if key is not None else ()
+        started = time.monotonic()
+        attempt = 0
+        what = f"RunningHub {operation} ({self.site.host})"
+        while True:
+            attempt += 1
+            try:
+                if files is not None:
+                    for part in files.values():
+                        stream = part[1] if isinstance(part, tuple) and len(part) > 1 else None
+                        if hasattr(stream, "seek"):
+                            stream.seek(0)
+                resp = self.session.post(self.url(path), json=json_body, data=form, files=files, headers=headers,
+                                         timeout=(self.timeouts.connect, read_timeout or self.timeouts.read),
+                                         allow_redirects=False)
+                try:
+                    return parse_envelope(resp, what=what)
+                finally:
+                    resp.close()
+            except _Retryable as exc:
+                failure = exc
+            except requests.RequestException as exc:
+                failure = _Retryable(f"{what}: {type(exc).__name__}: {scrub(str(exc), secrets)}", sent=_was_sent(exc))
+
+            if failure.sent and not repeatable:
+                raise SubmissionUncertainError(
+                    f"{failure.description}. The request was sent but no reply arrived, so a task may have been "
+                    f"created (and billed). The pack did not resubmit, to avoid billing twice: check the task "
+                    f"list on {self.site.host} before queueing again.", site=self.site.name)
+            elapsed = time.monotonic() - started
+            delay = self.retry.delay(attempt, failure.retry_after)
+            if attempt >= self.retry.attempts or elapsed + delay > self.timeouts.deadline:
+                log.warning("%s: giving up after %d attempt(s): %s", operation, attempt, failure.description)
+                cls = ProtocolError if failure.protocol else TransportError
+                raise cls(f"{failure.description} (gave up after {attempt} attempt(s) in {elapsed:.1f} s). "
+                          f"Check your connection to {self.site.host}, or try again later.", site=self.site.name)
+            log.info("%s: %s; retrying in %.2f s (attempt %d of %d)", operation, failure.description, delay,
+                     attempt + 1, self.retry.attempts)
+            self._sleep(delay)
