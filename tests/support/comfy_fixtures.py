@@ -1,0 +1,54 @@
+"""pytest fixtures for real ComfyUI servers (see comfy_host.py).
+
+Start-up costs several seconds on two cores, so hosts live for the whole session:
+- `plain_comfy`: ComfyUI without the pack (what the simulator forwards graphs to);
+- `comfy_host_factory(env=..., extra_args=...)`: ComfyUI with the pack. Asking twice with
+  the same env and args gives the same running host; pass `fresh=True` for one of your
+  own (still stopped at session end). Tests sharing a host must not leave work queued.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable, Mapping
+
+import pytest
+
+from .comfy_host import ComfyHost
+
+
+@pytest.fixture(scope="session")
+def plain_comfy():
+    with ComfyHost(with_pack=False, name="plain") as host:
+        yield host
+
+
+@pytest.fixture(scope="session")
+def comfy_host_factory() -> Callable[..., ComfyHost]:
+    shared: dict[tuple, ComfyHost] = {}
+    every: list[ComfyHost] = []
+
+    def make(env: Mapping[str, str] | None = None, extra_args: Iterable[str] = (),
+             *, fresh: bool = False, name: str = "pack") -> ComfyHost:
+        env = dict(env or {})
+        extra_args = tuple(extra_args)
+        key = (tuple(sorted(env.items())), extra_args)
+        host = None if fresh else shared.get(key)
+        if host is not None and host.running:
+            host.wait_idle()
+            return host
+        host = ComfyHost(with_pack=True, env=env, extra_args=extra_args, name=name)
+        every.append(host)
+        host.start()
+        if not fresh:
+            shared[key] = host
+        return host
+
+    yield make
+    for host in every:
+        host.stop()
+
+
+@pytest.fixture(scope="session")
+def comfy_with_pack(comfy_host_factory) -> ComfyHost:
+    """The pack in a real ComfyUI with no RunningHub settings at all."""
+    return comfy_host_factory()
