@@ -7,6 +7,9 @@
 # Cache folder: $RH_DEV_CACHE (default ~/.cache/comfyui-runninghub-dev). Delete it to start over.
 set -euo pipefail
 
+# Everything runs from main(), called on the last line: bash then parses the whole file
+# before running any of it, so editing this script while a build runs cannot derail it.
+main() {
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cache="${RH_DEV_CACHE:-$HOME/.cache/comfyui-runninghub-dev}"
 horde_version="2.22.2"
@@ -53,8 +56,13 @@ if [ ! -f "$venv/.complete" ]; then
   fi
   grep -vE '^\s*(torch|torchvision|torchaudio)\s*$' "$comfy_dir/requirements.txt" > "$cache/comfy-reqs.txt"
   $pip install --quiet -r "$cache/comfy-reqs.txt" -r "$here/requirements.txt" -r "$here/requirements-dev.txt"
+  # Only a venv that imports what the tests need is marked complete.
+  "$venv/bin/python" -c "import torch, torchvision, aiohttp, av, numpy, PIL, requests, pytest, websocket, comfyui_frontend_package"
   touch "$venv/.complete"
 fi
 
 echo "VENV=$venv"
 echo "COMFYUI_DIR=$comfy_dir"
+}
+
+main "$@"

@@ -1,0 +1,28 @@
+# Developer and CI entry points. Everything runs in the venv that scripts/bootstrap.sh
+# builds once (cached under $RH_DEV_CACHE, default ~/.cache/comfyui-runninghub-dev).
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := test
+
+RUN := bash scripts/run-in-venv.sh
+PYTEST_ARGS ?=
+RH_SIM_KEY ?= sim-local-key-0001
+RH_SIM_PORT ?= 8765
+
+.PHONY: setup test test-fast sim
+
+## setup: build (once) ComfyUI 0.3.75 and the venv; prints VENV= and COMFYUI_DIR=
+setup:
+	bash scripts/bootstrap.sh
+
+## test: every test (unit, simulator, real-ComfyUI end-to-end, browser)
+test:
+	$(RUN) python -m pytest $(PYTEST_ARGS)
+
+## test-fast: everything but the end-to-end and browser tests
+test-fast:
+	$(RUN) python -m pytest -m "not e2e and not browser" $(PYTEST_ARGS)
+
+## sim: the local RunningHub simulator on 127.0.0.1:$(RH_SIM_PORT), key $(RH_SIM_KEY)
+sim:
+	$(RUN) python -m rhsim --host 127.0.0.1 --port $(RH_SIM_PORT) --workflows tests/fixtures/workflows --key $(RH_SIM_KEY)
