@@ -96,3 +96,25 @@ def test_uploaded_image_round_trips(plain_comfy):
     assert answer["name"] == "smoke_upload.png"
     assert (plain_comfy.input_dir / "smoke_upload.png").read_bytes() == buf.getvalue()
     assert plain_comfy.view_bytes("smoke_upload.png", "", "input") == buf.getvalue()
+
+
+def test_broken_pack_is_caught(tmp_path):
+    """The import check is not vacuous: a pack that raises on import fails it."""
+    from support.comfy_host import ComfyHost
+
+    (tmp_path / "__init__.py").write_text("raise ImportError('broken on purpose')\n")
+    with ComfyHost(pack_source=tmp_path, name="broken") as host:
+        with pytest.raises(AssertionError, match="Cannot import|IMPORT FAILED"):
+            host.assert_pack_imported_cleanly()
+        assert host.pack_node_ids() == []
+
+
+def test_host_environment_drops_outer_runninghub_settings(monkeypatch):
+    from support.comfy_host import _child_env
+
+    monkeypatch.setenv("RUNNINGHUB_API_KEY", "real-key-of-a-developer")
+    monkeypatch.setenv("RUNNINGHUB_SITE", "cn")
+    env = _child_env({"RUNNINGHUB_BASE_URL": "http://127.0.0.1:1"})
+    assert "RUNNINGHUB_API_KEY" not in env and "RUNNINGHUB_SITE" not in env
+    assert env["RUNNINGHUB_BASE_URL"] == "http://127.0.0.1:1"
+    assert _child_env({"RUNNINGHUB_API_KEY": "sim-key"})["RUNNINGHUB_API_KEY"] == "sim-key"
