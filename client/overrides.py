@@ -10,11 +10,15 @@ from .errors import BadOverride, InvalidNodeInfoError
 
 @dataclass(frozen=True)
 class NodeOverride:
-    """One `{nodeId, fieldName, fieldValue}` entry. Values keep their type (int, float, bool, str)."""
+    """One `{nodeId, fieldName, fieldValue}` entry. Values keep their type (int, float, bool, str).
+
+    `from_text` marks a value typed into a text widget rather than wired: it is converted to
+    the remote field's type (int, float, bool) once the remote workflow is known."""
 
     node_id: str
     field_name: str
     value: Any
+    from_text: bool = False
 
     def to_wire(self) -> dict:
         return {"nodeId": self.node_id, "fieldName": self.field_name, "fieldValue": self.value}
@@ -70,3 +74,41 @@ def check_overrides(workflow: dict, overrides: Iterable[NodeOverride], *, workfl
         raise InvalidNodeInfoError(
             f"RH Node Override entries do not match {where}: {listing}. Pick node ids and fields with "
             "the field picker on RH Node Override, or fix them by hand.", bad=bad, code=803)
+
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+def coerce_text_values(workflow: dict, overrides: Iterable[NodeOverride]) -> list[NodeOverride]:
+    """Typed-in text becomes the remote field's type (int, float or bool); wired values and
+    string fields are left as they are. Raises InvalidNodeInfoError naming what cannot convert."""
+    out: list[NodeOverride] = []
+    bad: list[BadOverride] = []
+    for entry in overrides:
+        current = ((workflow.get(entry.node_id) or {}).get("inputs") or {}).get(entry.field_name)
+        if not entry.from_text or not isinstance(entry.value, str) or isinstance(current, str) or current is None:
+            out.append(entry)
+            continue
+        text = entry.value.strip()
+        try:
+            if isinstance(current, bool):
+                if text.lower() not in _TRUE | _FALSE:
+                    raise ValueError("expected true or false")
+                value: Any = text.lower() in _TRUE
+            elif isinstance(current, int):
+                value = int(text)
+            elif isinstance(current, float):
+                value = float(text)
+            else:
+                value = entry.value
+        except ValueError:
+            kind = {bool: "true or false", int: "a whole number", float: "a number"}.get(type(current), "a value")
+            bad.append(BadOverride(entry.node_id, entry.field_name,
+                                   f"{entry.value!r} is not {kind} (the remote field holds {current!r})"))
+            continue
+        out.append(NodeOverride(entry.node_id, entry.field_name, value))
+    if bad:
+        listing = "; ".join(f"{b.node_id}.{b.field_name}: {b.reason}" for b in bad)
+        raise InvalidNodeInfoError(f"RH Node Override values do not fit the remote fields: {listing}.", bad=bad)
+    return out

@@ -1,0 +1,114 @@
+"""Thin wrappers over ComfyUI runtime modules, imported lazily so that importing the pack
+stays cheap and the layers below never see ComfyUI."""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from typing import Any
+
+log = logging.getLogger("runninghub_bridge.host")
+
+STATUS_EVENT = "runninghub.status"
+
+
+def interrupt_requested() -> bool:
+    """True once the user pressed Cancel / Interrupt in ComfyUI (safe from any thread)."""
+    import comfy.model_management as mm
+
+    return mm.processing_interrupted()
+
+
+def raise_interrupt() -> None:
+    """Raise ComfyUI's own interrupt exception, so the run ends as 'interrupted'."""
+    import comfy.model_management as mm
+
+    mm.throw_exception_if_processing_interrupted()
+    raise mm.InterruptProcessingException()
+
+
+def send_status(node_id: str | None, text: str, payload: dict[str, Any] | None = None) -> None:
+    """Status under the node (ComfyUI's progress text) plus a JSON event for the front end.
+
+    Safe from worker threads: the server queues messages thread-safely."""
+    try:
+        from server import PromptServer
+
+        server = PromptServer.instance
+    except Exception:  # not inside a ComfyUI server (e.g. a script)
+        return
+    if node_id is not None:
+        server.send_progress_text(text, node_id, server.client_id)
+        server.send_sync(STATUS_EVENT, {"node": str(node_id), "text": text, **(payload or {})}, server.client_id)
+
+
+def set_progress(node_id: str | None, value: float, total: float) -> None:
+    import comfy.utils
+
+    comfy.utils.ProgressBar(total, node_id=node_id).update_absolute(value, total)
+
+
+def temp_dir() -> str:
+    import folder_paths
+
+    return folder_paths.get_temp_directory()
+
+
+def user_dir() -> str:
+    import folder_paths
+
+    return folder_paths.get_user_directory()
+
+
+def credentials_path() -> str:
+    """`<ComfyUI user dir>/runninghub/credentials.json`: outside the pack, so updates keep it."""
+    return os.path.join(user_dir(), "runninghub", "credentials.json")
+
+
+def new_temp_file(suffix: str) -> str:
+    folder = os.path.join(temp_dir(), "runninghub")
+    os.makedirs(folder, exist_ok=True)
+    return os.path.join(folder, f"{uuid.uuid4().hex}{suffix}")
+
+
+def video_from_file(path: str):
+    from comfy_api.latest import InputImpl
+
+    return InputImpl.VideoFromFile(path)
+
+
+def execution_blocker(message: str):
+    """Blocks the nodes wired to an output that has nothing to give, with `message`."""
+    from comfy_execution.graph_utils import ExecutionBlocker
+
+    return ExecutionBlocker(message)
+
+
+def video_file_bytes(video) -> bytes:
+    """The bytes of a ComfyUI VIDEO value as a file RunningHub accepts.
+
+    A video that already is a file in an accepted container is sent as it is (no re-encode,
+    no quality loss); anything else is written as MP4 (H.264) by ComfyUI itself."""
+    import io as _io
+
+    from ..media.sniff import sniff
+
+    source = video.get_stream_source()
+    if isinstance(source, str):
+        with open(source, "rb") as fh:
+            data = fh.read()
+    elif hasattr(source, "read"):
+        source.seek(0)
+        data = source.read()
+    else:
+        data = b""
+    if data:
+        kind = sniff(data, label="video")
+        if kind.upload_type == "video":
+            return data
+    buf = _io.BytesIO()
+    from comfy_api.latest import Types
+
+    video.save_to(buf, format=Types.VideoContainer.MP4, codec=Types.VideoCodec.H264)
+    return buf.getvalue()

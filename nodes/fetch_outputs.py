@@ -1,0 +1,113 @@
+"""RH Fetch Outputs: download a task's results as IMAGE / MASK / VIDEO / AUDIO / text."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from comfy_api.latest import io
+
+from ..client.errors import WaitInterrupted
+from ..host import accounts, comfy
+from ..remote.fetch import FetchedOutputs, fetch_outputs
+from .run_workflow import describe_progress
+from .sockets import CATEGORY, RH_TASK, account_input
+
+SIZE_POLICIES = ["pad", "fit", "stretch", "error"]
+
+
+def _preview_entries(fetched: FetchedOutputs) -> dict:
+    """Files in ComfyUI's temp folder for the node's preview (images, else the first video)."""
+    ui: dict = {}
+    entries = []
+    for it in fetched.image_files:
+        ext = {"jpeg": "jpg"}.get(it.output.file_type, it.output.file_type or "png")
+        path = comfy.new_temp_file("." + ext)
+        with open(path, "wb") as fh:
+            fh.write(it.data)
+        entries.append({"filename": os.path.basename(path), "subfolder": "runninghub", "type": "temp"})
+    if entries:
+        ui["images"] = entries
+    elif fetched.videos:
+        path = fetched.videos[0].path
+        ui["images"] = [{"filename": os.path.basename(path), "subfolder": "runninghub", "type": "temp"}]
+        ui["animated"] = [True]
+    ui["text"] = [fetched.summary()]
+    return ui
+
+
+class RHFetchOutputs(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="RHFetchOutputs",
+            display_name="RH Fetch Outputs",
+            category=CATEGORY,
+            description=("Downloads a RunningHub task's outputs and turns them into images (with masks from "
+                         "alpha), video, audio and text. Given only a task_id it re-attaches to an earlier "
+                         "task (it waits if it is still running) without running anything again."),
+            inputs=[
+                RH_TASK.Input("task", optional=True, tooltip="The task from RH Run Workflow."),
+                io.String.Input("task_id", default="", optional=True,
+                                tooltip="Or: the id of an earlier task to re-attach to (used when task is "
+                                        "not wired)."),
+                account_input(),
+                io.Combo.Input("size_policy", options=SIZE_POLICIES, default="pad",
+                               tooltip="When output images differ in size: 'pad' places each on the largest "
+                                       "canvas (padding masked), 'fit' scales into the first image's size "
+                                       "keeping aspect ratio (padding masked), 'stretch' resizes to the first "
+                                       "image's size (distorts), 'error' stops."),
+            ],
+            outputs=[
+                io.Image.Output("images", display_name="images", tooltip="All output images as one batch."),
+                io.Mask.Output("masks", display_name="masks",
+                               tooltip="1 - alpha of each image (and the padding), as ComfyUI's Load Image does."),
+                io.Video.Output("video", display_name="video", tooltip="The first output video."),
+                io.Audio.Output("audio", display_name="audio", tooltip="The first output audio."),
+                io.String.Output("text", display_name="text", tooltip="Text outputs, joined by blank lines."),
+                io.String.Output("urls", display_name="urls",
+                                 tooltip="Every output as 'remote node id, file type, URL' (one per line). "
+                                         "URLs expire after about a day."),
+            ],
+            hidden=[io.Hidden.unique_id],
+            is_output_node=True,
+        )
+
+    @classmethod
+    async def execute(cls, task=None, task_id: str = "", account: str = "default",
+                      size_policy: str = "pad") -> io.NodeOutput:
+        node_id = cls.hidden.unique_id
+        if task is not None:
+            client, tid, result = task.client, task.task_id, task.result
+        else:
+            tid = str(task_id or "").strip()
+            if not tid:
+                raise ValueError("RH Fetch Outputs: wire a task from RH Run Workflow, or enter a task_id to "
+                                 "re-attach to.")
+            client, result = accounts.client_for(accounts.account_for(account)), None
+
+        def on_progress(p):
+            comfy.send_status(node_id, describe_progress(p), {"task_id": p.task_id, "state": p.state.value})
+
+        comfy.send_status(node_id, f"Fetching outputs of task {tid}…", {"task_id": tid, "state": "FETCHING"})
+        try:
+            fetched = await asyncio.to_thread(
+                fetch_outputs, client, tid, result, new_temp_file=comfy.new_temp_file, size_policy=size_policy,
+                should_stop=comfy.interrupt_requested, on_progress=on_progress)
+        except WaitInterrupted:
+            comfy.raise_interrupt()
+            raise
+        comfy.send_status(node_id, fetched.summary(), {"task_id": tid, "state": "FETCHED"})
+        missing = f"RunningHub {fetched.summary()}: "
+        images = fetched.images.image if fetched.images is not None else comfy.execution_blocker(
+            missing + "no image output to pass on.")
+        masks = fetched.images.mask if fetched.images is not None else comfy.execution_blocker(
+            missing + "no image output, so no mask.")
+        video = comfy.video_from_file(fetched.videos[0].path) if fetched.videos else comfy.execution_blocker(
+            missing + "no video output to pass on.")
+        audio = fetched.audio if fetched.audio is not None else comfy.execution_blocker(
+            missing + "no audio output to pass on.")
+        text = "\n\n".join(fetched.texts)
+        urls = "\n".join(fetched.listing)
+        ui = await asyncio.to_thread(_preview_entries, fetched)
+        return io.NodeOutput(images, masks, video, audio, text, urls, ui=ui)

@@ -1,0 +1,166 @@
+"""Fetch a finished task's outputs and turn them into ComfyUI values.
+
+Downloads run in parallel and are streamed with size caps; every file's real type comes
+from its bytes, not from the URL or RunningHub's fileType. An output that cannot be
+downloaded or decoded raises an error naming the task and the remote node: nothing is
+ever replaced by a placeholder. Files of kinds the pack does not turn into values (a 3D
+model, a zip) are listed in `listing` and left alone.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..client.api import RunningHubClient
+from ..client.downloads import download_to
+from ..client.errors import DownloadError
+from ..client.polling import PollPolicy, TaskProgress, wait_for_task
+from ..client.records import TaskOutput, TaskResult
+
+log = logging.getLogger("runninghub_bridge.remote")
+
+IMAGE_TYPES = {"png", "jpg", "jpeg", "webp", "gif", "bmp"}
+VIDEO_TYPES = {"mp4", "webm", "mov", "mkv", "avi"}
+AUDIO_TYPES = {"wav", "mp3", "flac", "ogg", "m4a", "aac"}
+TEXT_TYPES = {"txt", "json", "text"}
+
+MAX_BYTES = {"image": 256 * 1024 ** 2, "video": 4 * 1024 ** 3, "audio": 1024 ** 3, "text": 16 * 1024 ** 2}
+
+
+class OutputDecodeError(DownloadError):
+    """A downloaded output is not what it claims to be, or cannot be decoded."""
+
+
+@dataclass
+class Downloaded:
+    output: TaskOutput
+    kind: str  # image | video | audio | text | other
+    data: bytes = b""
+    path: str | None = None  # videos are streamed to a file
+
+    @property
+    def label(self) -> str:
+        return f"output {self.output.file_type or 'file'} of remote node {self.output.node_id or '?'}"
+
+
+@dataclass
+class FetchedOutputs:
+    task_id: str
+    images: object | None = None  # media.image_decode.DecodedImages
+    image_files: list[Downloaded] = field(default_factory=list)
+    videos: list[Downloaded] = field(default_factory=list)
+    audio: dict | None = None
+    texts: list[str] = field(default_factory=list)
+    listing: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        parts = []
+        if self.images is not None:
+            b, h, w = self.images.image.shape[:3]
+            parts.append(f"{b} image(s) {w}x{h}")
+        if self.videos:
+            parts.append(f"{len(self.videos)} video(s)")
+        if self.audio is not None:
+            parts.append("audio")
+        if self.texts:
+            parts.append(f"{len(self.texts)} text(s)")
+        if self.skipped:
+            parts.append(f"{len(self.skipped)} other file(s) listed in urls")
+        return f"task {self.task_id}: " + (", ".join(parts) or "no outputs")
+
+
+def kind_of(output: TaskOutput) -> str:
+    t = output.file_type.lower()
+    if output.text is not None:
+        return "text"
+    for kind, types in (("image", IMAGE_TYPES), ("video", VIDEO_TYPES), ("audio", AUDIO_TYPES),
+                        ("text", TEXT_TYPES)):
+        if t in types:
+            return kind
+    return "other"
+
+
+def _download(client: RunningHubClient, item: Downloaded, task_id: str,
+              new_temp_file: Callable[[str], str]) -> Downloaded:
+    out = item.output
+    if out.text is not None:
+        item.data = out.text.encode("utf-8")
+        return item
+    if not out.url:
+        raise OutputDecodeError(f"RunningHub listed an {item.label} without a URL (task {task_id}).",
+                                task_id=task_id)
+    cap = MAX_BYTES[item.kind]
+    if item.kind == "video":
+        path = new_temp_file("." + (out.file_type or "mp4"))
+        with open(path, "wb") as sink:
+            download_to(client.transport.session, out.url, sink, site=client.site, max_bytes=cap,
+                        task_id=task_id, label=item.label)
+        item.path = path
+        return item
+    sink = io.BytesIO()
+    download_to(client.transport.session, out.url, sink, site=client.site, max_bytes=cap, task_id=task_id,
+                label=item.label)
+    item.data = sink.getvalue()
+    return item
+
+
+def fetch_outputs(client: RunningHubClient, task_id: str, result: TaskResult | None, *,
+                  new_temp_file: Callable[[str], str], size_policy: str = "pad",
+                  poll_policy: PollPolicy | None = None, should_stop: Callable[[], bool] | None = None,
+                  on_progress: Callable[[TaskProgress], None] | None = None, parallel: int = 8) -> FetchedOutputs:
+    """`result` None means re-attach: wait for the task (no new run), then fetch."""
+    from ..media.audio import decode_audio
+    from ..media.image_decode import decode_images
+    from ..media.sniff import sniff
+    from ..media.video import probe_video
+
+    if result is None:
+        result = wait_for_task(client, task_id, policy=poll_policy, should_stop=should_stop, on_progress=on_progress)
+    fetched = FetchedOutputs(task_id=task_id)
+    items = []
+    for out in result.outputs:
+        kind = kind_of(out)
+        fetched.listing.append(f"{out.node_id or '?'}\t{out.file_type or '?'}\t{out.url or '(inline text)'}")
+        if kind == "other":
+            fetched.skipped.append(out.url or "")
+            continue
+        items.append(Downloaded(out, kind))
+
+    if items:
+        with ThreadPoolExecutor(max_workers=min(parallel, len(items)), thread_name_prefix="rh-download") as pool:
+            items = list(pool.map(lambda it: _download(client, it, task_id, new_temp_file), items))
+
+    images = [it for it in items if it.kind == "image"]
+    for it in items:
+        try:
+            if it.kind == "video":
+                with open(it.path, "rb") as fh:
+                    head = fh.read(4096)
+                if sniff(head, label=it.label).comfy_kind != "VIDEO":
+                    raise ValueError("the file is not a video")
+                probe_video(it.path, label=it.label)
+                fetched.videos.append(it)
+            elif it.kind == "audio":
+                if fetched.audio is None:
+                    fetched.audio = decode_audio(it.data, label=it.label)
+            elif it.kind == "text":
+                fetched.texts.append(it.data.decode("utf-8", errors="replace"))
+        except DownloadError:
+            raise
+        except Exception as exc:
+            raise OutputDecodeError(f"RunningHub task {task_id}: the {it.label} could not be decoded ({exc}). "
+                                    f"URL: {it.output.url}", task_id=task_id) from exc
+    if images:
+        try:
+            fetched.images = decode_images([it.data for it in images], labels=[it.label for it in images],
+                                           policy=size_policy, workers=min(4, len(images)))
+        except Exception as exc:
+            raise OutputDecodeError(f"RunningHub task {task_id}: {exc}", task_id=task_id) from exc
+        fetched.image_files = images
+    log.info("fetched %s", fetched.summary())
+    return fetched

@@ -1,0 +1,97 @@
+"""Run a workflow or AI app with overrides and wait for it: check, submit once, wait."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from ..client.api import RunningHubClient
+from ..client.errors import RunningHubError, TransportError, WorkflowNotFoundError
+from ..client.overrides import NodeOverride, check_overrides, coerce_text_values, merge_overrides
+from ..client.polling import PollPolicy, TaskProgress, wait_for_task
+from ..client.records import TaskResult, TaskState
+from ..client.submit import submit_when_capacity
+
+log = logging.getLogger("runninghub_bridge.remote")
+
+WORKFLOW_CACHE_SECONDS = 300.0
+_workflows: dict[tuple[str, str, str], tuple[float, dict]] = {}
+_workflows_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class RemoteTask:
+    """The RH_TASK value passed from RH Run Workflow to RH Fetch Outputs.
+
+    It keeps the client that created the task, because outputs, status and cancel must use
+    the same key (its repr shows only the key's last 4 characters)."""
+
+    task_id: str
+    kind: str
+    workflow_id: str
+    client: RunningHubClient
+    result: TaskResult | None = None
+
+    def __repr__(self) -> str:
+        return f"RemoteTask({self.kind} {self.workflow_id}, task {self.task_id}, {self.client!r})"
+
+
+def remote_workflow(client: RunningHubClient, workflow_id: str, *, max_age: float = WORKFLOW_CACHE_SECONDS) -> dict:
+    """The workflow's API format, cached a few minutes per site, key and id."""
+    cache_key = (client.site.base_url, client.key.hint, str(workflow_id))
+    now = time.monotonic()
+    with _workflows_lock:
+        hit = _workflows.get(cache_key)
+    if hit is not None and now - hit[0] < max_age:
+        return hit[1]
+    workflow = client.workflow_api_json(workflow_id)
+    with _workflows_lock:
+        _workflows[cache_key] = (now, workflow)
+    return workflow
+
+
+def prepare_overrides(client: RunningHubClient, kind: str, workflow_id: str,
+                      overrides: list[NodeOverride]) -> list[NodeOverride]:
+    """Merge (later wins), then for workflows check every entry against the remote workflow
+    before anything billed happens, converting typed-in text to the fields' types."""
+    entries = merge_overrides(overrides)
+    if kind != "workflow" or not entries:
+        return entries
+    try:
+        workflow = remote_workflow(client, workflow_id)
+    except WorkflowNotFoundError:
+        raise
+    except TransportError as exc:
+        log.warning("could not fetch workflow %s to check overrides (%s); RunningHub will check them", workflow_id, exc)
+        return entries
+    entries = coerce_text_values(workflow, entries)
+    check_overrides(workflow, entries, workflow_id=workflow_id)
+    return entries
+
+
+def run_and_wait(client: RunningHubClient, *, kind: str, workflow_id: str, overrides: list[NodeOverride],
+                 instance_type: str = "default", poll_policy: PollPolicy | None = None,
+                 capacity_budget: float = 600.0, should_stop: Callable[[], bool] | None = None,
+                 on_progress: Callable[[TaskProgress], None] | None = None,
+                 on_submitted: Callable[[str], None] | None = None) -> RemoteTask:
+    workflow_id = str(workflow_id).strip()
+    if not workflow_id:
+        raise RunningHubError("RH Run Workflow: workflow_id is empty. Paste the id of the RunningHub workflow "
+                              "(the number in its URL) or of the AI app.")
+    entries = prepare_overrides(client, kind, workflow_id, overrides)
+
+    def submit():
+        if kind == "ai-app":
+            return client.run_ai_app(workflow_id, entries, instance_type=instance_type)
+        return client.create_task(workflow_id, entries, instance_type=instance_type)
+
+    handle = submit_when_capacity(submit, budget_seconds=capacity_budget, should_stop=should_stop)
+    if on_submitted is not None:
+        on_submitted(handle.task_id)
+    initial = handle.state if handle.state in (TaskState.QUEUED, TaskState.RUNNING) else TaskState.QUEUED
+    result = wait_for_task(client, handle.task_id, initial_state=initial, policy=poll_policy,
+                           on_progress=on_progress, should_stop=should_stop)
+    return RemoteTask(task_id=handle.task_id, kind=kind, workflow_id=workflow_id, client=client, result=result)
