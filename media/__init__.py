@@ -1,0 +1,17 @@
+"""Media layer: ComfyUI values (IMAGE, MASK, AUDIO, frames for VIDEO) <-> file bytes.
+
+Depends on torch, numpy, Pillow and PyAV only; never on ComfyUI's modules (a host adapter
+wraps ComfyUI types around these functions). Modules:
+
+- `sniff`        what a file really is, from its first bytes; RunningHub upload fileType
+- `limits`       the upload size limit, checked before sending
+- `pixels`       float <-> uint8 pixel conversion shared by the image and video code
+- `image_encode` IMAGE (+ MASK) -> PNG bytes for upload
+- `image_decode` downloaded image bytes -> (IMAGE, MASK), into a preallocated batch
+- `images`       both of the above under one name
+- `audio`        AUDIO <-> FLAC/WAV bytes, downloaded audio bytes -> AUDIO
+- `video`        probe downloaded video bytes; frames (+ audio) -> MP4 bytes
+- `errors`       the exceptions, each saying what the user can do
+
+Importing this package imports nothing heavy; import the submodule you need.
+"""
