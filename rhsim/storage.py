@@ -1,0 +1,118 @@
+"""Where uploaded inputs and produced outputs live, and how output files are addressed."""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+# Upload extensions RunningHub accepts, and the `type` the v2 upload reports for them.
+UPLOAD_KINDS = {
+    "jpg": "image", "jpeg": "image", "png": "image", "webp": "image", "zip": "image",
+    "mp3": "audio", "wav": "audio", "flac": "audio",
+    "mp4": "video", "avi": "video", "mov": "video", "mkv": "video",
+}
+
+_CONTENT_TYPES = {
+    "png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "webp": "image/webp",
+    "gif": "image/gif", "mp4": "video/mp4", "webm": "video/webm", "mov": "video/quicktime",
+    "mkv": "video/x-matroska", "avi": "video/x-msvideo", "wav": "audio/wav",
+    "flac": "audio/flac", "mp3": "audio/mpeg", "ogg": "audio/ogg", "opus": "audio/ogg",
+    "txt": "text/plain; charset=utf-8", "json": "application/json", "zip": "application/zip",
+}
+
+
+def content_type_for(name: str) -> str:
+    ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    return _CONTENT_TYPES.get(ext) or mimetypes.guess_type(name)[0] or "application/octet-stream"
+
+
+@dataclass
+class StoredFile:
+    token: str
+    path: Path
+    name: str
+    content_type: str
+    created: float
+    task_id: str | None
+    expired: bool = False
+
+
+class Storage:
+    def __init__(self, data_dir: Path, extra_input_dirs: list[Path] = ()):
+        self.data_dir = Path(data_dir)
+        self.input_dir = self.data_dir / "input"
+        self.output_dir = self.data_dir / "output"
+        self.input_dir.mkdir(parents=True, exist_ok=True)
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self.extra_input_dirs = [Path(p) for p in extra_input_dirs]
+        self._files: dict[str, StoredFile] = {}
+        self._counters: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    # -- inputs ---------------------------------------------------------------
+    def save_upload(self, data: bytes, ext: str) -> str:
+        """Stores an upload; returns the RunningHub file name `api/<sha256>.<ext>`."""
+        name = f"api/{hashlib.sha256(data).hexdigest()}.{ext}"
+        path = self.input_dir / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            tmp = path.with_suffix(path.suffix + f".{secrets.token_hex(4)}.part")
+            tmp.write_bytes(data)
+            tmp.replace(path)
+        return name
+
+    def resolve_input(self, name: str) -> Path | None:
+        """An input file name as a loader node receives it (`api/<sha>.png`, `photo.png`,
+        or ComfyUI's annotated `photo.png [input]`)."""
+        if not isinstance(name, str) or not name:
+            return None
+        name = name.strip()
+        if name.endswith(" [input]"):
+            name = name[: -len(" [input]")]
+        rel = Path(name)
+        if rel.is_absolute() or ".." in rel.parts:
+            return None
+        for base in [self.input_dir, *self.extra_input_dirs]:
+            candidate = base / rel
+            if candidate.is_file():
+                return candidate
+        return None
+
+    # -- outputs --------------------------------------------------------------
+    def next_output_name(self, prefix: str, ext: str) -> str:
+        """ComfyUI-style `<prefix>_00001_.<ext>`, counting per prefix."""
+        prefix = (prefix or "ComfyUI").replace("\\", "/").strip("/").replace("/", "_") or "ComfyUI"
+        prefix = "".join(c if c.isalnum() or c in "-_." else "_" for c in prefix)
+        with self._lock:
+            n = self._counters.get(prefix, 0) + 1
+            self._counters[prefix] = n
+        return f"{prefix}_{n:05d}_.{ext}"
+
+    def output_path(self, task_id: str, name: str) -> Path:
+        folder = self.output_dir / task_id
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / name
+
+    def publish(self, path: Path, task_id: str | None = None, name: str | None = None) -> StoredFile:
+        """Makes a file downloadable under `/files/<token>/<name>`."""
+        name = name or path.name
+        entry = StoredFile(
+            token=secrets.token_hex(16), path=Path(path), name=name,
+            content_type=content_type_for(name), created=time.time(), task_id=task_id,
+        )
+        with self._lock:
+            self._files[entry.token] = entry
+        return entry
+
+    def lookup(self, token: str) -> StoredFile | None:
+        with self._lock:
+            return self._files.get(token)
+
+    @staticmethod
+    def url_path(entry: StoredFile) -> str:
+        return f"/files/{entry.token}/{entry.name}"
