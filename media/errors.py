@@ -25,7 +25,7 @@ class MediaDecodeError(MediaError):
             "The file may be truncated or not what the remote node claims; "
             "run the task again or check the remote workflow's save node."
         )
-        super().__init__(f"Could not decode {label}: {reason}. {hint}")
+        super().__init__(f"Could not decode {label}: {reason.rstrip('. ')}. {hint}")
 
 
 class MediaTooLargeError(MediaDecodeError):

@@ -237,7 +237,8 @@ class _open:
         try:
             self.img = Image.open(io.BytesIO(self.data), formats=[_PIL_FORMAT[kind]])
         except Image.DecompressionBombError as exc:
-            raise MediaTooLargeError(self.label, str(exc), _BOMB_HINT) from exc
+            reason = f"it declares more pixels than Pillow's decompression-bomb limit ({exc})"
+            raise MediaTooLargeError(self.label, reason, _BOMB_HINT) from exc
         except _PIL_ERRORS as exc:
             raise MediaDecodeError(self.label, f"its {kind.upper()} header is invalid ({exc})") from exc
         width, height = self.img.size
