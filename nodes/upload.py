@@ -31,12 +31,12 @@ def _pending_uploads(image, mask, audio, video) -> list[PendingUpload]:
             check_upload_size(data, kind="image", label=f"RH Upload: image {i + 1} of {len(blobs)}")
             items.append(PendingUpload(data, f"image_{i + 1:05d}.png", "image", "image/png"))
     elif audio is not None:
-        from ..media.audio import encode_audio_batch
+        from ..media.audio import encode_audio
 
-        blobs = encode_audio_batch(audio)
-        for i, (data, ext, mime) in enumerate(blobs):
+        blobs = encode_audio(audio)  # FLAC: lossless, about half the size of WAV
+        for i, data in enumerate(blobs):
             check_upload_size(data, kind="audio", label=f"RH Upload: audio {i + 1} of {len(blobs)}")
-            items.append(PendingUpload(data, f"audio_{i + 1:05d}.{ext}", "audio", mime))
+            items.append(PendingUpload(data, f"audio_{i + 1:05d}.flac", "audio", "audio/flac"))
     else:
         from ..media.sniff import sniff
 

@@ -116,7 +116,6 @@ def fetch_outputs(client: RunningHubClient, task_id: str, result: TaskResult | N
     """`result` None means re-attach: wait for the task (no new run), then fetch."""
     from ..media.audio import decode_audio
     from ..media.image_decode import decode_images
-    from ..media.sniff import sniff
     from ..media.video import probe_video
 
     if result is None:
@@ -140,10 +139,7 @@ def fetch_outputs(client: RunningHubClient, task_id: str, result: TaskResult | N
         try:
             if it.kind == "video":
                 with open(it.path, "rb") as fh:
-                    head = fh.read(4096)
-                if sniff(head, label=it.label).comfy_kind != "VIDEO":
-                    raise ValueError("the file is not a video")
-                probe_video(it.path, label=it.label)
+                    probe_video(fh.read(), label=it.label)
                 fetched.videos.append(it)
             elif it.kind == "audio":
                 if fetched.audio is None:
