@@ -55,7 +55,7 @@ def sine(rate: int, seconds: float, channels: int = 1, freq: float = 440.0, amp:
     return torch.stack(chans).float()
 
 
-def av_audio_file(fmt: str, codec: str, wave: torch.Tensor, rate: int, sample_fmt: str) -> bytes:
+def av_audio_file(fmt: str, codec: str, wave: torch.Tensor, rate: int) -> bytes:
     """An audio file written with PyAV directly (independent of media.audio)."""
     layout = "mono" if wave.shape[0] == 1 else "stereo"
     buf = io.BytesIO()
