@@ -100,7 +100,7 @@ class ImageInfo:
 
 def probe_image(data: bytes, *, label: str = "image", max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInfo:
     """Read one file's header (no pixel decoding); raise if it is not an image or too big."""
-    with _open(data, label, max_pixels) as (img, kind, orientation):
+    with _opened(data, label, max_pixels) as (img, kind, orientation):
         width, height = img.size
         if orientation >= 5:  # the four orientations that swap the axes
             width, height = height, width
@@ -158,7 +158,7 @@ def decode_image_into(
     slot_h, slot_w = image_slot.shape[0], image_slot.shape[1]
     if image_slot.shape != (slot_h, slot_w, 3) or mask_slot.shape != (slot_h, slot_w):
         raise ValueError(f"slots must be [H,W,3] and [H,W]; got {tuple(image_slot.shape)}, {tuple(mask_slot.shape)}")
-    with _open(data, label, max_pixels) as (img, kind, orientation):
+    with _opened(data, label, max_pixels) as (img, kind, orientation):
         try:
             if frame:
                 img.seek(frame)
@@ -225,7 +225,7 @@ def decode_images(
 # --- internals -------------------------------------------------------------------------
 
 
-class _open:
+class _opened:
     """Context manager: sniff, open with the one matching plugin, cap pixels; yields (img, kind, orientation)."""
 
     def __init__(self, data: bytes, label: str, max_pixels: int):

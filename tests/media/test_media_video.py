@@ -9,9 +9,9 @@ import av
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from media_files import as_image, av_video_file, pil_bytes, rgb_array, sine, smooth_array
-from PIL import Image
 
 
 def test_probe_a_small_mp4_made_with_av(video):
