@@ -225,27 +225,37 @@ class SimApp:
         check_overrides(graph, overrides)
         final_graph = apply_overrides(graph, overrides)
 
+        self._check_room(account)
+        task_id, client_id = self.tasks.ids.next(), new_client_id()
+        # Validation (and, for ComfyUI, input uploads and enqueueing) runs outside the lock.
+        try:
+            tips, state = self.executor.submit(final_graph, task_id, client_id)
+        except PromptInvalid as exc:
+            raise ApiError(P.VALIDATE_PROMPT_FAILED, data={"promptTips": P.dumps(exc.prompt_tips)}) from exc
+        ctx = RunContext(task_id=task_id, graph=final_graph, storage=self.storage,
+                         add_metadata=bool(add_metadata), state=state)
+        task = Task(
+            task_id=task_id, client_id=client_id, key=account.key, kind=kind, workflow_id=target_id,
+            overrides=[o.as_dict() for o in overrides], graph=final_graph, prompt_tips=tips, ctx=ctx,
+            instance_type=instance_type or None, use_personal_queue=personal, api=api,
+            webhook=WebhookRecord(webhook_url) if webhook_url else None,
+        )
+        with self.tasks.lock:
+            try:
+                self._check_room(account)  # again: another create may have taken the room meanwhile
+            except ApiError:
+                self.executor.cancel(ctx)
+                raise
+            self.tasks.add(task)
+        return task
+
+    def _check_room(self, account: Account) -> None:
         with self.tasks.lock:
             if account.coins < self.settings.coins_per_task:
                 raise ApiError(P.NOT_ENOUGH_WALLET)
             if not self.tasks.has_room(account.key):
                 log.info("create refused for key %s: queue full (421)", redact(account.key))
                 raise ApiError(P.TASK_QUEUE_MAXED)
-            task_id, client_id = self.tasks.ids.next(), new_client_id()
-            try:
-                tips, state = self.executor.submit(final_graph, task_id, client_id)
-            except PromptInvalid as exc:
-                raise ApiError(P.VALIDATE_PROMPT_FAILED, data={"promptTips": P.dumps(exc.prompt_tips)}) from exc
-            ctx = RunContext(task_id=task_id, graph=final_graph, storage=self.storage,
-                             add_metadata=bool(add_metadata), state=state)
-            task = Task(
-                task_id=task_id, client_id=client_id, key=account.key, kind=kind, workflow_id=target_id,
-                overrides=[o.as_dict() for o in overrides], graph=final_graph, prompt_tips=tips, ctx=ctx,
-                instance_type=instance_type or None, use_personal_queue=personal, api=api,
-                webhook=WebhookRecord(webhook_url) if webhook_url else None,
-            )
-            self.tasks.add(task)
-            return task
 
     def create_reply_data(self, task: Task) -> dict:
         return {

@@ -654,7 +654,7 @@ class BuiltinExecutor(Executor):
                 log.info("task %s: node %s (%s) failed: %s", ctx.task_id, node_id, spec.class_type, exc)
                 raise NodeFailure(failed_reason(
                     node_id, spec.class_type, exception_type_name(exc), str(exc),
-                    format_traceback(exc), _format_inputs(kwargs), {nid: [] for nid in executed},
+                    format_traceback(exc), _format_inputs(kwargs), list(executed),
                 )) from exc
             executed.append(node_id)
             if spec.output_node:

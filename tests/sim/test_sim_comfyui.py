@@ -1,0 +1,87 @@
+"""The simulator with `--comfyui URL`: graphs run on a real ComfyUI (the `plain_comfy` host)."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+import requests
+from PIL import Image
+
+from support.simulator import WORKFLOWS, Simulator
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def comfy_sim(plain_comfy):
+    with Simulator(comfyui_url=plain_comfy.base_url) as sim:
+        yield sim
+
+
+def _post(sim, endpoint, body, **kw):
+    reply = requests.post(sim.base_url + endpoint, json=body, timeout=60, **kw)
+    assert reply.status_code == 200
+    return reply.json()
+
+
+def _wait(sim, task_id, timeout=120):
+    return sim.wait_for(
+        lambda: (r := _post(sim, "/task/openapi/outputs", {"apiKey": sim.keys[0], "taskId": task_id}))["code"]
+        not in (804, 813) and r, timeout=timeout, interval=0.2)
+
+
+def _upload(sim, data: bytes, name: str) -> str:
+    reply = requests.post(sim.base_url + "/task/openapi/upload", files={"file": (name, io.BytesIO(data))},
+                          data={"apiKey": sim.keys[0], "fileType": "image"}, timeout=30).json()
+    assert reply["code"] == 0, reply
+    return reply["data"]["fileName"]
+
+
+def test_uploaded_image_is_inverted_by_real_comfyui(comfy_sim):
+    pixels = np.random.default_rng(5).integers(0, 256, (24, 40, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    name = _upload(comfy_sim, buf.getvalue(), "photo.png")
+    created = _post(comfy_sim, "/task/openapi/create", {
+        "apiKey": comfy_sim.keys[0], "workflowId": WORKFLOWS["invert"],
+        "nodeInfoList": [{"nodeId": "1", "fieldName": "image", "fieldValue": name}]})
+    assert created["code"] == 0, created
+    assert json.loads(created["data"]["promptTips"])["outputs_to_execute"] == ["3"]
+    reply = _wait(comfy_sim, created["data"]["taskId"])
+    assert reply["code"] == 0, reply
+    (item,) = reply["data"]
+    assert item["fileType"] == "png" and item["nodeId"] == "3"
+    out = np.asarray(Image.open(io.BytesIO(requests.get(item["fileUrl"], timeout=30).content)).convert("RGB"))
+    # ComfyUI's SaveImage truncates 255 * value instead of rounding: off by at most 1
+    assert np.abs(out.astype(int) - (255 - pixels.astype(int))).max() <= 1
+
+
+def test_preview_only_gives_no_outputs(comfy_sim):
+    created = _post(comfy_sim, "/task/openapi/create",
+                    {"apiKey": comfy_sim.keys[0], "workflowId": WORKFLOWS["preview_only"]})
+    assert _wait(comfy_sim, created["data"]["taskId"]) == {"code": 0, "msg": "success", "data": []}
+
+
+def test_comfyui_validation_error_is_433(comfy_sim):
+    reply = _post(comfy_sim, "/task/openapi/create", {
+        "apiKey": comfy_sim.keys[0], "workflowId": WORKFLOWS["empty"],
+        "nodeInfoList": [{"nodeId": "1", "fieldName": "width", "fieldValue": "wide"}]})
+    assert reply["code"] == 433
+    tips = json.loads(reply["data"]["promptTips"])
+    assert tips["result"] is False and "1" in tips["node_errors"]
+
+
+def test_comfyui_execution_error_is_805(comfy_sim):
+    name = _upload(comfy_sim, b"this is not a png", "broken.png")
+    created = _post(comfy_sim, "/task/openapi/create", {
+        "apiKey": comfy_sim.keys[0], "workflowId": WORKFLOWS["invert"],
+        "nodeInfoList": [{"nodeId": "1", "fieldName": "image", "fieldValue": name}]})
+    assert created["code"] == 0, created
+    reply = _wait(comfy_sim, created["data"]["taskId"])
+    assert reply["code"] == 805
+    reason = reply["data"]["failedReason"]
+    assert reason["node_id"] == "1" and reason["node_name"] == "LoadImage"
+    assert reason["exception_type"] and isinstance(json.loads(reason["traceback"]), list)
