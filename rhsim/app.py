@@ -39,6 +39,7 @@ class Settings:
     webhook_timeout_seconds: float = 5.0
     webhook_retry_seconds: float = 1.0
     webhook_retries: int = 3
+    running_with_wss_url: bool = False  # 804 with data {netWssUrl} instead of null
 
     def update(self, values: dict) -> None:
         known = {f.name: f for f in fields(self)}
@@ -315,7 +316,10 @@ class SimApp:
         if task.status == RUNNING:
             if legacy:
                 return self._finish({"code": 0, "msg": P.LEGACY_RUNNING_MSG, "data": None})
-            return self.error_reply(ApiError(P.APIKEY_TASK_IS_RUNNING))
+            data = None
+            if self.settings.running_with_wss_url:
+                data = {"netWssUrl": f"{base_url.replace('http', 'ws', 1)}/ws?clientId={task.client_id}"}
+            return self.error_reply(ApiError(P.APIKEY_TASK_IS_RUNNING, data=data))
         if task.status == FAILED:
             data = {"failedReason": task.failed_reason}
             if legacy:

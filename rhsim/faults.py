@@ -20,6 +20,8 @@ FAULT_KINDS = {
     "html_502": "HTTP 502 with an nginx gateway HTML page; params: commit",
     "html_200": "HTTP 200 with an HTML page instead of JSON; params: commit",
     "expired": "HTTP 404, as an expired output URL (meant for `files`)",
+    "api_error": "HTTP 200 with a business error envelope instead of the reply; params: code (required), "
+                 "msg (default: the code's name), data (default null), commit (default false)",
 }
 
 ENDPOINTS = {
@@ -84,6 +86,8 @@ class FaultBoard:
             raise ValueError(f"unknown fault kind {kind!r}; known: {', '.join(FAULT_KINDS)}")
         if not isinstance(count, int) or count < 1:
             raise ValueError("count must be a positive integer")
+        if kind == "api_error" and not isinstance(params.get("code"), int):
+            raise ValueError("api_error needs an integer `code` param")
         fault = Fault(endpoint_name(endpoint), kind, count, dict(params))
         with self._lock:
             self._faults.append(fault)

@@ -94,4 +94,5 @@ def redact(key: str | None) -> str:
     """A key as it may appear in logs and hooks: an ellipsis and the last 4 characters."""
     if not key:
         return "<none>"
-    return "\u2026" + str(key)[-4:]
+    key = str(key)
+    return "\u2026" + key[-4:] if len(key) >= 12 else "\u2026"

@@ -209,6 +209,11 @@ class Handler(BaseHTTPRequestHandler):
             self._raw_send(200, HTML_200.encode("utf-8"), "text/html;charset=utf-8")
         elif kind == "expired":
             self._raw_send(404, EXPIRED_XML.encode(), "application/xml")
+        elif kind == "api_error":
+            code = int(params["code"])
+            reply = self.app._finish({"code": code, "msg": params.get("msg") or P.MESSAGES.get(code, "UNKNOWN_ERROR"),
+                                      "data": params.get("data")})
+            self._raw_send(200, json.dumps(reply, ensure_ascii=False).encode("utf-8"), "application/json")
         else:  # pragma: no cover - FaultBoard validates kinds
             self._raw_send(status, body, content_type, headers)
 
@@ -426,9 +431,23 @@ class Handler(BaseHTTPRequestHandler):
             self._raw_send(405, b"", "text/plain", {"Allow": "GET, HEAD"})
             return
         data = entry.path.read_bytes()
-        headers = {"Cache-Control": "max-age=86400", "ETag": f'"{entry.token}"',
+        headers = {"Cache-Control": "max-age=86400", "ETag": f'"{entry.token}"', "Accept-Ranges": "bytes",
                    "Content-Disposition": f'inline; filename="{entry.name}"'}
-        self._send_bytes(200, data, entry.content_type, headers, fault)
+        status = 200
+        wanted = re.fullmatch(r"bytes=(\d*)-(\d*)", self.headers.get("Range", "").strip())
+        if wanted and (wanted.group(1) or wanted.group(2)):
+            size = len(data)
+            if wanted.group(1):
+                start = int(wanted.group(1))
+                end = min(int(wanted.group(2)), size - 1) if wanted.group(2) else size - 1
+            else:
+                start, end = max(0, size - int(wanted.group(2))), size - 1
+            if start >= size or start > end:
+                self._raw_send(416, b"", "text/plain", {"Content-Range": f"bytes */{size}"})
+                return
+            status, data = 206, data[start:end + 1]
+            headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+        self._send_bytes(status, data, entry.content_type, headers, fault)
 
     # ------------------------------------------------------------------ hooks
     def _hook(self, path: str) -> None:

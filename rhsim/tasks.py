@@ -168,6 +168,7 @@ class TaskManager:
             task.finished = time.time()
             task.failed_reason = cancelled_reason()
             log.info("task %s cancelled while %s", task.task_id, "running" if was_running else "queued")
+            self.on_finish(task)
             self._pump()
             self._wake.notify_all()
         self.executor.cancel(task.ctx)

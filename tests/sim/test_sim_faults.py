@@ -190,3 +190,32 @@ def test_config_hook_rejects_unknown_settings(sim):
         sim.configure(warp_speed=9)
     with pytest.raises(SimulatorError):
         sim.configure(legacy="yes")
+
+
+@pytest.mark.parametrize("code, msg", [(415, "TASK_INSTANCE_MAXED"), (435, "TASK_USER_EXCLAPI_INSTANCE_NOT_FOUND"),
+                                       (810, "WORKFLOW_NOT_SAVED_OR_NOT_RUNNING"), (500, "UNKNOWN_ERROR")])
+def test_api_error_fault_answers_any_business_code(api, sim, code, msg):
+    sim.fault("create", "api_error", code=code, msg=msg)
+    assert api.create("empty") == {"code": code, "msg": msg, "data": None}
+    assert sim.tasks() == []
+    assert api.create("empty")["code"] == 0
+
+
+def test_api_error_fault_default_msg_and_data(api, sim):
+    sim.fault("outputs", "api_error", code=808, data={"why": "storage"})
+    assert api.outputs("1") == {"code": 808, "msg": "APIKEY_UPLOAD_FAILED", "data": {"why": "storage"}}
+    with pytest.raises(SimulatorError):
+        sim.fault("create", "api_error")
+
+
+def test_download_resumes_with_range(api, sim):
+    (item,) = api.run("noise")["data"]
+    full = api.download(item["fileUrl"]).content
+    assert api.download(item["fileUrl"]).headers["Accept-Ranges"] == "bytes"
+    part = requests.get(item["fileUrl"], headers={"Range": "bytes=100-"}, timeout=5)
+    assert part.status_code == 206 and part.content == full[100:]
+    assert part.headers["Content-Range"] == f"bytes 100-{len(full) - 1}/{len(full)}"
+    tail = requests.get(item["fileUrl"], headers={"Range": "bytes=-10"}, timeout=5)
+    assert tail.status_code == 206 and tail.content == full[-10:]
+    past = requests.get(item["fileUrl"], headers={"Range": f"bytes={len(full)}-"}, timeout=5)
+    assert past.status_code == 416

@@ -158,3 +158,10 @@ def test_runtime_config_changes_apply_to_new_tasks(api, sim):
     quick = api.task_id("empty")
     assert api.wait(quick, timeout=2)["code"] == 0
     assert api.status(slow)["data"] == "RUNNING"
+
+
+def test_running_reply_may_carry_net_wss_url(api, sim):
+    sim.configure(run_seconds=2, running_with_wss_url=True)
+    task_id = api.task_id("empty")
+    reply = api.outputs(task_id)
+    assert reply["code"] == 804 and reply["data"]["netWssUrl"].startswith("ws://")

@@ -44,7 +44,7 @@ class Receiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
 
     def close(self):
         self.server.shutdown()
@@ -88,6 +88,16 @@ def test_webhook_on_failure_carries_805(api, sim, receiver_factory):
     api.task_id("fail", webhookUrl=receiver.url)
     sim.wait_for(lambda: receiver.events)
     assert json.loads(receiver.events[0]["eventData"])["code"] == 805
+
+
+def test_webhook_on_cancel_carries_805(api, sim, receiver_factory):
+    sim.configure(run_seconds=5)
+    receiver = receiver_factory()
+    task_id = api.task_id("empty", webhookUrl=receiver.url)
+    api.call("cancel", {"apiKey": api.key, "taskId": task_id})
+    sim.wait_for(lambda: receiver.events)
+    data = json.loads(receiver.events[0]["eventData"])
+    assert data["code"] == 805 and data["data"]["failedReason"]["exception_type"].endswith("InterruptProcessingException")
 
 
 def test_webhook_retries_failing_and_slow_receivers(api, sim, receiver_factory):
