@@ -47,8 +47,16 @@ def upload_once(client: RunningHubClient, item: PendingUpload) -> str:
 
 
 def upload_all(client: RunningHubClient, items: list[PendingUpload], *, parallel: int = 4) -> list[str]:
-    """Upload in parallel; names come back in input order. The first failure is raised."""
-    if len(items) <= 1:
-        return [upload_once(client, it) for it in items]
-    with ThreadPoolExecutor(max_workers=min(parallel, len(items)), thread_name_prefix="rh-upload") as pool:
-        return list(pool.map(lambda it: upload_once(client, it), items))
+    """Upload in parallel; names come back in input order. Identical files in one call are
+    sent once. The first failure is raised."""
+    unique: dict[str, PendingUpload] = {}
+    for it in items:
+        unique.setdefault(hashlib.sha256(it.data).hexdigest(), it)
+    distinct = list(unique.values())
+    if len(distinct) <= 1:
+        names = [upload_once(client, it) for it in distinct]
+    else:
+        with ThreadPoolExecutor(max_workers=min(parallel, len(distinct)), thread_name_prefix="rh-upload") as pool:
+            names = list(pool.map(lambda it: upload_once(client, it), distinct))
+    by_digest = dict(zip(unique.keys(), names))
+    return [by_digest[hashlib.sha256(it.data).hexdigest()] for it in items]
