@@ -93,7 +93,7 @@ class SimApp:
         self.counters = Counters()
         self.lock = threading.RLock()
         self.base_url = ""  # set by the server once it listens
-        self.tasks = TaskManager(self.executor, settings, self._on_finish)
+        self.tasks = TaskManager(self.executor, settings, self._on_success, self._on_finish)
 
     # ------------------------------------------------------------------ hooks
     def count(self, endpoint: str, key: str | None) -> None:
@@ -268,15 +268,17 @@ class SimApp:
         }
 
     # ------------------------------------------------------------------ finish
+    def _on_success(self, task: Task) -> None:
+        """Bills the task and publishes its files (scheduler lock held, status not yet SUCCESS)."""
+        task.published = [self.storage.publish(o.path, task.task_id, o.name) for o in task.outputs]
+        task.cost_coins = self.settings.coins_per_task
+        with self.lock:
+            account = self.accounts.get(task.key)
+            if account is not None:
+                account.coins = max(0, account.coins - task.cost_coins)
+
     def _on_finish(self, task: Task) -> None:
-        """Called by the scheduler under its lock when a task ends (not on cancel)."""
-        if task.status == SUCCESS:
-            task.cost_coins = self.settings.coins_per_task
-            with self.lock:
-                account = self.accounts.get(task.key)
-                if account is not None:
-                    account.coins = max(0, account.coins - task.cost_coins)
-            task.published = [self.storage.publish(o.path, task.task_id, o.name) for o in task.outputs]
+        """Called by the scheduler under its lock when a task ends, cancel included."""
         if task.webhook is not None:
             threading.Thread(target=self._send_webhook, args=(task,), daemon=True,
                              name=f"rhsim-webhook-{task.task_id}").start()

@@ -86,7 +86,7 @@ class Storage:
     # -- outputs --------------------------------------------------------------
     def next_output_name(self, prefix: str, ext: str) -> str:
         """ComfyUI-style `<prefix>_00001_.<ext>`, counting per prefix."""
-        prefix = (prefix or "ComfyUI").replace("\\", "/").strip("/").replace("/", "_") or "ComfyUI"
+        prefix = (prefix or "ComfyUI").replace("\\", "/").strip("/").rsplit("/", 1)[-1] or "ComfyUI"
         prefix = "".join(c if c.isalnum() or c in "-_." else "_" for c in prefix)
         with self._lock:
             n = self._counters.get(prefix, 0) + 1

@@ -112,10 +112,12 @@ class Task:
 class TaskManager:
     """Holds every task; starts queued ones as per-key slots free up."""
 
-    def __init__(self, executor: Executor, settings, on_finish: Callable[[Task], None]):
+    def __init__(self, executor: Executor, settings, on_success: Callable[[Task], None],
+                 on_finish: Callable[[Task], None]):
         self.executor = executor
         self.settings = settings
-        self.on_finish = on_finish
+        self.on_success = on_success  # bills and publishes, before the status turns SUCCESS
+        self.on_finish = on_finish  # after any end (success, failure, cancel)
         self.ids = TaskIds()
         self.lock = threading.RLock()
         self._wake = threading.Condition(self.lock)
@@ -164,9 +166,9 @@ class TaskManager:
                 return False
             was_running = task.status == RUNNING
             task.cancelled = True
-            task.status = FAILED
             task.finished = time.time()
             task.failed_reason = cancelled_reason()
+            task.status = FAILED
             log.info("task %s cancelled while %s", task.task_id, "running" if was_running else "queued")
             self.on_finish(task)
             self._pump()
@@ -230,13 +232,16 @@ class TaskManager:
         with self.lock:
             if task.status != RUNNING:  # cancelled meanwhile
                 return
+            # Everything a reader needs is in place before the status changes: handlers read
+            # tasks without the lock.
             task.finished = time.time()
             if reason is None:
-                task.status = SUCCESS
                 task.outputs = outputs
+                self.on_success(task)
+                task.status = SUCCESS
             else:
-                task.status = FAILED
                 task.failed_reason = reason
+                task.status = FAILED
             log.info("task %s finished: %s in %.2fs", task.task_id, task.status, task.finished - task.started)
             self.on_finish(task)
             self._pump()

@@ -634,19 +634,23 @@ class BuiltinExecutor(Executor):
                 return results[node_id]
             node = graph[node_id]
             spec = NODE_TYPES[node["class_type"]]
-            kwargs = {}
+            kwargs, bad_value = {}, None
             for name, value in node.get("inputs", {}).items():
                 in_spec = spec.required.get(name) or spec.optional.get(name)
                 if in_spec is None:
                     continue  # ComfyUI ignores inputs a node does not declare
                 if isinstance(value, list):
-                    kwargs[name] = evaluate(str(value[0]))[value[1]]
-                    if in_spec.type in ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"):
-                        kwargs[name], _ = _convert(in_spec, name, kwargs[name])
-                else:
-                    kwargs[name], _ = _convert(in_spec, name, value)
+                    value = evaluate(str(value[0]))[value[1]]
+                    if in_spec.type not in ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"):
+                        kwargs[name] = value
+                        continue
+                kwargs[name], err = _convert(in_spec, name, value)
+                if err and bad_value is None:
+                    bad_value = f"{err['message']}: {err['details']}"
             ctx.check_cancel()
             try:
+                if bad_value:
+                    raise ValueError(bad_value)
                 out = spec.fn(ctx, node_id, **kwargs)
             except Cancelled:
                 raise

@@ -165,3 +165,28 @@ def test_running_reply_may_carry_net_wss_url(api, sim):
     task_id = api.task_id("empty")
     reply = api.outputs(task_id)
     assert reply["code"] == 804 and reply["data"]["netWssUrl"].startswith("ws://")
+
+
+def test_bad_linked_value_fails_the_consuming_node(api):
+    graph = {
+        "1": {"class_type": "PrimitiveInt", "inputs": {"value": -5}, "_meta": {"title": "Width"}},
+        "2": {"class_type": "EmptyImage", "inputs": {"width": ["1", 0], "height": 8, "batch_size": 1, "color": 0}},
+        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "x"}},
+    }
+    reply = api.wait(api.task_id("empty", workflow=json.dumps(graph)))
+    assert reply["code"] == 805
+    reason = reply["data"]["failedReason"]
+    assert reason["node_id"] == "2" and reason["exception_type"] == "ValueError" and "width" in reason["exception_message"]
+    assert json.loads(reason["current_outputs"]) == ["1"]
+
+
+def test_link_type_mismatch_is_433(api):
+    graph = {
+        "1": {"class_type": "PrimitiveString", "inputs": {"value": "a"}},
+        "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "x"}},
+    }
+    reply = api.create("empty", workflow=json.dumps(graph))
+    assert reply["code"] == 433
+    tips = json.loads(reply["data"]["promptTips"])
+    assert tips["node_errors"]["2"]["errors"][0]["type"] == "return_type_mismatch"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 
 import av
 import numpy as np
@@ -150,6 +151,7 @@ def test_audio_round_trip_is_lossless(api):
     assert reply["data"]["fileName"].endswith(".wav")
     (item,) = api.run("audio", [("1", "audio", reply["data"]["fileName"])])["data"]
     assert item["fileType"] == "flac"
+    assert re.fullmatch(r"roundtrip_\d{5}_\.flac", item["fileUrl"].rsplit("/", 1)[-1])
     decoded, out_rate = decode_audio(check_file_reply(api.download(item["fileUrl"]), "audio/flac"))
     assert out_rate == rate
     assert np.array_equal(decoded.reshape(-1)[: len(samples)], samples)
