@@ -219,3 +219,17 @@ def test_download_resumes_with_range(api, sim):
     assert tail.status_code == 206 and tail.content == full[-10:]
     past = requests.get(item["fileUrl"], headers={"Range": f"bytes={len(full)}-"}, timeout=5)
     assert past.status_code == 416
+
+
+def test_http_error_with_commit_creates_the_task(api, sim):
+    sim.fault("create", "http_error", status=504, commit=True)
+    reply = api.raw("create", {"apiKey": api.key, "workflowId": "1980000000000000003"})
+    assert reply.status_code == 504
+    assert len(sim.tasks()) == 1
+
+
+def test_client_timeout_on_a_delayed_create_still_creates(api, sim):
+    sim.fault("create", "delay", seconds=0.6)
+    with pytest.raises(requests.exceptions.Timeout):
+        api.raw("create", {"apiKey": api.key, "workflowId": "1980000000000000003"}, timeout=0.2)
+    assert len(sim.tasks()) == 1
