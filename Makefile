@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 RH_SIM_KEY ?= sim-local-key-0001
 RH_SIM_PORT ?= 8765
 
-.PHONY: setup test test-fast sim
+.PHONY: setup test test-fast sim demo example-workflow
 
 ## setup: build (once) ComfyUI 0.3.75 and the venv; prints VENV= and COMFYUI_DIR=
 setup:
@@ -26,3 +26,11 @@ test-fast:
 ## sim: the local RunningHub simulator on 127.0.0.1:$(RH_SIM_PORT), key $(RH_SIM_KEY)
 sim:
 	$(RUN) python -m rhsim --host 127.0.0.1 --port $(RH_SIM_PORT) --workflows tests/fixtures/workflows --key $(RH_SIM_KEY)
+
+## demo: run the example graph headless in a local ComfyUI against the simulator (or RunningHub: see README)
+demo:
+	$(RUN) python scripts/demo.py
+
+## example-workflow: rebuild example_workflows/, demo/*.api.json and the README picture in the real front end
+example-workflow:
+	$(RUN) python scripts/make_example_workflow.py

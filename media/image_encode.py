@@ -47,8 +47,14 @@ def encode_png_batch(
     *,
     compress_level: int = PNG_COMPRESS_LEVEL,
 ) -> list[bytes]:
-    """One PNG file per batch item of `images`; RGBA (alpha = 1 - mask) only if `mask` is given."""
+    """One PNG file per batch item of `images`; RGBA (alpha = 1 - mask) only if `mask` is given.
+
+    An all-zero mask masks nothing, so it is sent as no alpha at all: the remote Load Image
+    then makes the same all-zero mask. This is what ComfyUI's Load Image outputs (64x64) for
+    a picture without transparency, so wiring its MASK along with its IMAGE always works."""
     pixels = _as_uint8_batch(images)  # [B,H,W,C] uint8, C in (1, 3)
+    if mask is not None and not bool(torch.any(mask)):
+        mask = None
     if mask is not None:
         alpha = _alpha_from_mask(mask, pixels.shape)  # [B or 1,H,W,1] uint8
         pixels = torch.cat((pixels, alpha.expand(pixels.shape[0], -1, -1, -1)), dim=-1)

@@ -75,6 +75,15 @@ def test_per_image_masks(images):
     assert (a0 == 255).all() and (a1 == 0).all()
 
 
+def test_an_all_zero_mask_of_any_size_means_no_alpha(images):
+    """Load Image gives a 64x64 zero mask for an opaque picture: wiring it along must just work,
+    and it masks nothing, so the file is the same as without a mask."""
+    picture = torch.rand(1, 32, 48, 3)
+    [with_empty_mask] = images.encode_png_batch(picture, torch.zeros(1, 64, 64))
+    assert with_empty_mask == images.encode_png_batch(picture)[0]
+    assert _open(with_empty_mask).mode == "RGB"
+
+
 def test_no_mask_means_no_alpha_even_for_four_channels(images):
     rgba = torch.rand(1, 6, 7, 4)
     img = _open(images.encode_png_batch(rgba)[0])
@@ -86,18 +95,18 @@ def test_one_channel_image_is_grayscale(images):
     img = _open(images.encode_png_batch(gray)[0])
     assert img.mode == "L"
     assert np.asarray(img).ravel().tolist() == list(range(60))
-    assert _open(images.encode_png_batch(gray, torch.zeros(6, 10))[0]).mode == "LA"
+    assert _open(images.encode_png_batch(gray, torch.full((6, 10), 0.5))[0]).mode == "LA"
 
 
 def test_mask_of_another_size_names_both_sizes(images, errors):
     with pytest.raises(errors.MaskSizeMismatchError) as exc:
-        images.encode_png_batch(torch.rand(2, 40, 50, 3), torch.zeros(40, 60))
+        images.encode_png_batch(torch.rand(2, 40, 50, 3), torch.ones(40, 60))
     assert "60x40" in str(exc.value) and "50x40" in str(exc.value)
 
 
 def test_mask_batch_must_be_one_or_the_image_batch(images, errors):
     with pytest.raises(errors.MaskSizeMismatchError, match="2 masks but IMAGE batch has 3"):
-        images.encode_png_batch(torch.rand(3, 4, 4, 3), torch.zeros(2, 4, 4))
+        images.encode_png_batch(torch.rand(3, 4, 4, 3), torch.ones(2, 4, 4))
 
 
 @pytest.mark.parametrize("shape", [(2, 8, 8), (1, 8, 8, 2), (1, 0, 8, 3), (8,)])
