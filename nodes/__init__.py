@@ -13,5 +13,13 @@ NODES: list[type[io.ComfyNode]] = [RHUpload, RHNodeOverride, RHRunWorkflow, RHFe
 class RunningHubExtension(ComfyExtension):
     """Lists every node of the pack; the one registration table."""
 
+    async def on_load(self) -> None:
+        """Registers the pack's HTTP routes (settings dialog, field picker); idempotent."""
+        from ..host.routes import register_routes
+
+        register_routes()
+
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        # ComfyUI 0.3.75 never calls on_load (later versions do, before this): register here too.
+        await self.on_load()
         return list(NODES)
