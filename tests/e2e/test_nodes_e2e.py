@@ -270,3 +270,49 @@ def test_a_real_comfyui_behind_the_simulator(plain_comfy, comfy_host_factory):
         assert np.array_equal(out[:, :, :3], computed[:, :, :3])  # exactly what the remote graph computed
         assert np.abs(out[:, :, :3].astype(int) - (255 - pixels)).max() <= 1  # ComfyUI truncates 255 * (1 - x)
         assert remote_sim.count("create") == 1
+
+
+def test_fetch_shows_previews_of_what_it_fetched(host, sim):
+    result = host.run(run_fetch(WORKFLOWS["empty"]), timeout=60)
+    assert result.status == "success", result.error
+    previews = result.outputs["14"]["images"]
+    assert len(previews) == 2 and all(p["type"] == "temp" for p in previews)
+    shown = Image.open(io.BytesIO(host.view_bytes(previews[0]["filename"], previews[0]["subfolder"], "temp")))
+    assert shown.size == (64, 48)
+    assert "2 image(s) 64x48" in result.outputs["14"]["text"][0]
+
+
+def test_a_video_value_goes_up_unchanged_and_comes_back(host, sim):
+    """Fetch's VIDEO → RH Upload (no re-encode) → a remote LoadVideo/SaveVideo run → Fetch → SaveVideo."""
+    graph = run_fetch(WORKFLOWS["mixed"], save_images=False)
+    graph["19"] = {"class_type": "RHUpload", "inputs": {"video": ["14", 2], "account": "default"}}
+    graph["20"] = {"class_type": "RHNodeOverride", "inputs": {"node_id": "1", "field_name": "file",
+                                                              "value": ["19", 0]}}
+    graph.update(run_fetch(WORKFLOWS["video"], overrides=["20", 0], prefix="v", save_images=False))
+    graph["21"] = {"class_type": "SaveVideo", "inputs": {"video": ["v14", 2], "filename_prefix": "roundtrip",
+                                                         "format": "auto", "codec": "auto"}}
+    result = host.run(graph, timeout=120)
+    assert result.status == "success", result.error
+    import requests
+    client = make_client(sim)
+    first, second = sorted(sim.tasks(), key=lambda t: t["created"])
+    original = next(o for o in client.outputs(first["taskId"]).result.outputs if o.node_id == "7")
+    uploaded_name = second["overrides"][0]["fieldValue"]
+    original_bytes = requests.get(original.url, timeout=5).content
+    import hashlib
+    assert uploaded_name == f"api/{hashlib.sha256(original_bytes).hexdigest()}.mp4"  # sent as is
+    saved = result.outputs["21"]["images"][0]
+    probe = pack_module("media.video").probe_video(host.view_bytes(saved["filename"], saved["subfolder"],
+                                                                   saved["type"]))
+    assert (probe.width, probe.height, probe.frame_count) == (16, 16, 6)
+
+
+def test_an_image_over_the_upload_limit_is_refused_before_sending(host, sim):
+    noise = np.random.default_rng(5).integers(0, 256, (3200, 3400, 3), dtype=np.uint8)
+    name = host.upload_image(png_bytes(noise), "huge-noise.png")["name"]
+    result = host.run(upload_run_fetch(name, WORKFLOWS["invert"]), timeout=120)
+    assert result.status == "error"
+    message = result.error["exception_message"]
+    assert "30.0 MB" in message or "30 MB" in message, message
+    assert "Downscale" in message
+    assert sim.count("upload") == 0 and sim.count("create") == 0
