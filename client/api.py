@@ -17,8 +17,8 @@ from .credentials import ApiKey
 from .errors import (ProtocolError, RunningHubError, ServerError, TaskCancelledError, TaskFailedError,
                      ValidationFailedError)
 from .overrides import NodeOverride
-from .records import (AccountStatus, TaskCost, TaskHandle, TaskOutput, TaskResult, TaskState, UploadedFile,
-                      as_id, parse_failure_reason)
+from .records import (AccountStatus, PromptTips, TaskCost, TaskHandle, TaskOutput, TaskResult, TaskState,
+                      UploadedFile, as_id, parse_failure_reason)
 from .redact import scrub
 from .sites import Site
 from .transport import Envelope, RetryPolicy, Timeouts, Transport
@@ -105,7 +105,6 @@ class RunningHubClient:
 
     def _task_from_reply(self, env: Envelope, operation: str) -> TaskHandle:
         if env.code == 433:
-            from .records import PromptTips
             tips = PromptTips.parse(env.data.get("promptTips") if isinstance(env.data, dict) else None)
             raise ValidationFailedError(
                 f"RunningHub {operation} failed: 433 the remote ComfyUI rejected the graph: "

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import requests
+import urllib3
 
 from .credentials import ApiKey
 from .errors import ProtocolError, SubmissionUncertainError, TransportError
@@ -91,9 +92,11 @@ def _was_sent(exc: requests.RequestException) -> bool:
     """False only when the request provably never reached the server."""
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return False
-    if isinstance(exc, requests.exceptions.ConnectionError):
-        text = repr(exc)
-        if "NewConnectionError" in text or "Connection refused" in text or "Name or service not known" in text:
+    if isinstance(exc, requests.exceptions.ConnectionError) and exc.args:
+        # requests wraps urllib3's MaxRetryError, whose reason says why no connection was made
+        # (refused, unreachable, name not resolved: NameResolutionError is a NewConnectionError).
+        reason = getattr(exc.args[0], "reason", exc.args[0])
+        if isinstance(reason, urllib3.exceptions.NewConnectionError):
             return False
     return True
 
