@@ -1,13 +1,16 @@
-"""Profile name → a ready client, with one pooled transport per site for the process."""
+"""Profile name → its key pool (one per site and key set for the whole process), with one
+pooled transport per site."""
 
 from __future__ import annotations
 
+import os
 import threading
 
 from ..client.api import RunningHubClient
-from ..client.credentials import Account, CredentialsStore, resolve_account
-from ..client.transport import Transport
+from ..client.credentials import Account, ApiKey, CredentialsStore, resolve_account
+from ..client.pool import ENV_KEY_CONCURRENCY, KeyPool, key_concurrency_from, shared_pool
 from ..client.sites import Site
+from ..client.transport import Transport
 from . import comfy
 
 _transports: dict[str, Transport] = {}
@@ -30,5 +33,26 @@ def transport_for(site: Site) -> Transport:
         return transport
 
 
-def client_for(account: Account, key_index: int = 0) -> RunningHubClient:
-    return RunningHubClient(account.site, account.keys[key_index], transport=transport_for(account.site))
+def key_concurrency() -> int:
+    """Slots per key: RUNNINGHUB_KEY_CONCURRENCY, default client.pool.DEFAULT_KEY_CONCURRENCY."""
+    return key_concurrency_from(os.environ.get(ENV_KEY_CONCURRENCY))
+
+
+def pool_for(account: Account) -> KeyPool:
+    """The process-wide scheduler for the account's keys: new tasks go through it."""
+    transport = transport_for(account.site)
+
+    def make_client(key: ApiKey) -> RunningHubClient:
+        return RunningHubClient(account.site, key, transport=transport)
+
+    return shared_pool(account.site, account.keys, client_factory=make_client, concurrency=key_concurrency())
+
+
+def client_for(account: Account) -> RunningHubClient:
+    """A client for calls that create no task (uploads, workflow JSON): the pool's first usable key."""
+    return pool_for(account).client()
+
+
+def client_for_task(account: Account, task_id: str) -> RunningHubClient:
+    """The client of the key that created `task_id` (outputs, status and cancel must use it)."""
+    return pool_for(account).client_for_task(task_id)

@@ -28,6 +28,17 @@ def raise_interrupt() -> None:
     raise mm.InterruptProcessingException()
 
 
+def executing_context() -> tuple[str | None, int | None]:
+    """(prompt id, list index) of the node call running in this context; (None, None)
+    outside ComfyUI's executor. A list-mapped node is called once per index."""
+    try:
+        from comfy_execution.utils import get_executing_context
+    except ImportError:
+        return None, None
+    ctx = get_executing_context()
+    return (ctx.prompt_id, ctx.list_index) if ctx is not None else (None, None)
+
+
 def send_status(node_id: str | None, text: str, payload: dict[str, Any] | None = None) -> None:
     """Status under the node (ComfyUI's progress text) plus a JSON event for the front end.
 

@@ -84,7 +84,7 @@ class RHFetchOutputs(io.ComfyNode):
             if not tid:
                 raise ValueError("RH Fetch Outputs: wire a task from RH Run Workflow, or enter a task_id to "
                                  "re-attach to.")
-            client, result = accounts.client_for(accounts.account_for(account)), None
+            client, result = accounts.client_for_task(accounts.account_for(account), tid), None
 
         def on_progress(p):
             comfy.send_status(node_id, describe_progress(p), {"task_id": p.task_id, "state": p.state.value})

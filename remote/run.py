@@ -1,4 +1,5 @@
-"""Run a workflow or AI app with overrides and wait for it: check, submit once, wait."""
+"""Run a workflow or AI app with overrides and wait for it: check, submit once through the
+key pool (which picks a key with a free slot and waits when all are busy), wait."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from ..client.api import RunningHubClient
 from ..client.errors import RunningHubError, TransportError, WorkflowNotFoundError
 from ..client.overrides import NodeOverride, check_overrides, coerce_text_values, merge_overrides
 from ..client.polling import PollPolicy, TaskProgress, wait_for_task
+from ..client.pool import KeyPool
 from ..client.records import TaskResult, TaskState
-from ..client.submit import submit_when_capacity
 
 log = logging.getLogger("runninghub_bridge.remote")
 
@@ -72,26 +73,37 @@ def prepare_overrides(client: RunningHubClient, kind: str, workflow_id: str,
     return entries
 
 
-def run_and_wait(client: RunningHubClient, *, kind: str, workflow_id: str, overrides: list[NodeOverride],
+def run_and_wait(pool: KeyPool | RunningHubClient, *, kind: str, workflow_id: str, overrides: list[NodeOverride],
                  instance_type: str = "default", poll_policy: PollPolicy | None = None,
                  capacity_budget: float = 600.0, should_stop: Callable[[], bool] | None = None,
                  on_progress: Callable[[TaskProgress], None] | None = None,
-                 on_submitted: Callable[[str], None] | None = None) -> RemoteTask:
+                 on_submitted: Callable[[str], None] | None = None,
+                 on_wait: Callable[[str], None] | None = None,
+                 on_warning: Callable[[str], None] | None = None) -> RemoteTask:
+    """Check the overrides, create the task on a key of `pool` with a free slot (a bare
+    client is a pool of one key), and wait for it with that key. The key's slot is held
+    until the task ends. `on_wait(text)` tells why submitting waits, `on_warning(text)`
+    that a key was taken out of the pool."""
+    if isinstance(pool, RunningHubClient):
+        pool = KeyPool.of_client(pool)
     workflow_id = str(workflow_id).strip()
     if not workflow_id:
         raise RunningHubError("RH Run Workflow: workflow_id is empty. Paste the id of the RunningHub workflow "
                               "(the number in its URL) or of the AI app.")
-    entries = prepare_overrides(client, kind, workflow_id, overrides)
+    entries = pool.call_any(lambda client: prepare_overrides(client, kind, workflow_id, overrides),
+                            on_warning=on_warning)
 
-    def submit():
+    def create(client: RunningHubClient):
         if kind == "ai-app":
             return client.run_ai_app(workflow_id, entries, instance_type=instance_type)
         return client.create_task(workflow_id, entries, instance_type=instance_type)
 
-    handle = submit_when_capacity(submit, budget_seconds=capacity_budget, should_stop=should_stop)
-    if on_submitted is not None:
-        on_submitted(handle.task_id)
-    initial = handle.state if handle.state in (TaskState.QUEUED, TaskState.RUNNING) else TaskState.QUEUED
-    result = wait_for_task(client, handle.task_id, initial_state=initial, policy=poll_policy,
-                           on_progress=on_progress, should_stop=should_stop)
-    return RemoteTask(task_id=handle.task_id, kind=kind, workflow_id=workflow_id, client=client, result=result)
+    lease, handle = pool.submit(create, should_stop=should_stop, budget_seconds=capacity_budget, on_wait=on_wait,
+                                on_warning=on_warning)
+    with lease:  # the slot is given back when the task ends, however it ends
+        if on_submitted is not None:
+            on_submitted(handle.task_id)
+        initial = handle.state if handle.state in (TaskState.QUEUED, TaskState.RUNNING) else TaskState.QUEUED
+        result = wait_for_task(lease.client, handle.task_id, initial_state=initial, policy=poll_policy,
+                               on_progress=on_progress, should_stop=should_stop)
+    return RemoteTask(task_id=handle.task_id, kind=kind, workflow_id=workflow_id, client=lease.client, result=result)
