@@ -1,0 +1,61 @@
+// Keeps the packs' translations (locales/<lang>/*.json, served at /i18n) in the front end's
+// vue-i18n for languages other than English.
+//
+// ComfyUI front end 1.32 merges /i18n into vue-i18n before it has loaded the chosen
+// language's own messages; loading them (setLocaleMessage) then replaces the merged ones, so
+// every pack shows English node names, sockets, tooltips and settings in zh, ja, ... This
+// merges the same /i18n data again once the language has loaded: before the node types are
+// registered (the `init` hook), and after a language switch. It only uses the i18n instance
+// the Vue app provides; when that cannot be found it does nothing.
+import { app } from "../../../../scripts/app.js";
+import { catalogAll, locale } from "./i18n.js";
+
+const WAIT_MS = 10_000;
+
+function vueI18n() {
+  const vueApp = document.querySelector("#vue-app")?.__vue_app__;
+  const provides = vueApp?._context?.provides;
+  if (!provides) return null;
+  for (const key of [...Object.getOwnPropertySymbols(provides), ...Object.keys(provides)]) {
+    const candidate = provides[key]?.global;
+    if (candidate?.mergeLocaleMessage && candidate?.getLocaleMessage) return candidate;
+  }
+  return null;
+}
+
+/** Resolves once vue-i18n holds the language's own messages (its "g" section), or after a wait. */
+async function languageLoaded(i18n, lang) {
+  const started = performance.now();
+  while (performance.now() - started < WAIT_MS) {
+    if (i18n.getLocaleMessage(lang)?.g) return true;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return false;
+}
+
+/** Merges /i18n for the current language if the language's loading dropped it. Returns true
+ * when something was merged back. */
+export async function restoreTranslations() {
+  const lang = locale();
+  const i18n = vueI18n();
+  const all = catalogAll();
+  const messages = all?.[lang];
+  if (!i18n || !messages || lang === "en") return false;
+  await languageLoaded(i18n, lang);
+  if (i18n.getLocaleMessage(lang)?.nodeDefs?.RHNodeOverride) return false;  // still there
+  i18n.mergeLocaleMessage(lang, messages);
+  return true;
+}
+
+/** After a language switch: merge again, then let the front end re-register node types. */
+export function watchLanguage() {
+  let current = locale();
+  setInterval(async () => {
+    const lang = locale();
+    if (lang === current) return;
+    current = lang;
+    if (await restoreTranslations()) {
+      await app.extensionManager?.command?.execute?.("Comfy.RefreshNodeDefinitions");
+    }
+  }, 1000);
+}

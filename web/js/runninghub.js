@@ -1,0 +1,69 @@
+// RunningHub Bridge front end: key settings, the field picker and override checks on
+// RH Node Override, live status on RH Run Workflow. Written against ComfyUI front end 1.32.
+import { api } from "../../../scripts/api.js";
+import { app } from "../../../scripts/app.js";
+import { attachCheckWidget, scheduleCheck } from "./rh/checks.js";
+import { injectStyle } from "./rh/dom.js";
+import { OVERRIDE, RUN } from "./rh/graph.js";
+import { loadStrings, t } from "./rh/i18n.js";
+import { openPicker } from "./rh/picker.js";
+import { settingsDefinitions } from "./rh/settings.js";
+import { attachStatusWidget, onRunExecuted, setupStatus } from "./rh/status.js";
+import { restoreTranslations, watchLanguage } from "./rh/translations.js";
+
+function growToFit(node) {
+  const wanted = node.computeSize?.();
+  if (wanted) node.setSize?.([Math.max(node.size[0], wanted[0]), Math.max(node.size[1], wanted[1])]);
+}
+
+function attachPicker(node) {
+  const button = node.addWidget("button", "rh_pick", null, () => {
+    openPicker(node).then((row) => row && scheduleCheck(0));
+  }, { serialize: false });
+  button.serialize = false;
+  // The label follows the language setting at every redraw.
+  Object.defineProperty(button, "label", { get: () => t("picker.button"), set: () => {}, configurable: true });
+  return button;
+}
+
+app.registerExtension({
+  name: "RunningHub.Bridge",
+  settings: settingsDefinitions(),
+
+  async init() {
+    injectStyle();
+    await loadStrings();
+    await restoreTranslations();  // before the node types are registered with their names
+  },
+
+  async setup() {
+    setupStatus();
+    watchLanguage();
+    api.addEventListener("graphChanged", () => scheduleCheck());
+    scheduleCheck(0);
+  },
+
+  async beforeRegisterNodeDef(nodeType, nodeData) {
+    if (nodeData?.name !== RUN) return;
+    const onExecuted = nodeType.prototype.onExecuted;
+    nodeType.prototype.onExecuted = function (output) {
+      onExecuted?.apply(this, arguments);
+      onRunExecuted(this, output);
+    };
+  },
+
+  nodeCreated(node) {
+    if (node.comfyClass === OVERRIDE) {
+      attachPicker(node);
+      attachCheckWidget(node);
+      growToFit(node);
+    } else if (node.comfyClass === RUN) {
+      attachStatusWidget(node);
+      growToFit(node);
+    }
+  },
+
+  async afterConfigureGraph() {
+    scheduleCheck(0);
+  },
+});
