@@ -280,19 +280,18 @@ def test_picker_fills_overrides_and_the_graph_runs(fresh, sim, open_page):
 
     # Queue it with the Run button and watch the status.
     page.page.get_by_role("button", name="Run", exact=True).first.click()
-    wait_js(page, "(id) => app.graph.getNodeById(id).rhStatus.data?.state === 'RUNNING'", ids["run"])
+    box = f".rh-status[data-node='{ids['run']}']"
+    page.page.locator(f"{box}[data-state=RUNNING]").wait_for()
     page.page.wait_for_timeout(1300)
-    status = page.page.locator(f".rh-status[data-node='{ids['run']}']")
+    status = page.page.locator(box)
     line = status.locator(".rh-status-line").inner_text()
     assert re.fullmatch(r"RunningHub: running · [1-9]\d* s", line), line
     page.shot("running")
-    wait_js(page, "(id) => app.graph.getNodeById(id).rhStatus.data?.state === 'SUCCESS'", ids["run"], timeout=60_000)
+    page.page.locator(f"{box}[data-state=SUCCESS]").wait_for(timeout=60_000)
     page.page.wait_for_timeout(300)
-    task_id = page.js("(id) => app.graph.getNodeById(id).rhStatus.data.task_id", ids["run"])
-    assert status.locator(".rh-status-task").inner_text().startswith(f"Task {task_id}")
+    task_id = re.fullmatch(r"Task (\d{19})", status.locator(".rh-task").inner_text()).group(1)
     assert re.fullmatch(r"RunningHub: done · \d+ s", status.locator(".rh-status-line").inner_text())
-    assert status.locator(".rh-status-detail").inner_text() == "Cost: " + page.js(
-        "(id) => app.graph.getNodeById(id).rhStatus.data.cost", ids["run"])
+    assert re.fullmatch(r"Cost: 17 coins, \d+ s", status.locator(".rh-status-detail").inner_text())
     assert status.locator(".rh-copy").is_visible()
     page.shot("done")
 
@@ -336,6 +335,49 @@ def test_picker_takes_a_typed_workflow_id_for_an_unconnected_override(fresh, sim
     assert (props["rh_workflow_id"], props["rh_profile"]) == (WORKFLOWS["empty"], "default")
     wait_js(page, "(id) => app.graph.getNodeById(id).rhCheck.state === 'ok'", ids["ov"])
     page.shot("typed-workflow-picked")
+
+
+def test_status_sums_up_a_sweep_of_runs(fresh, sim, open_page):
+    """A batch of two images uploads as a list, so RH Run Workflow runs once per image: the
+    status shows both runs, their costs and both task ids."""
+    save_key(fresh, "default", sim.keys[0])
+    page = open_page(fresh)
+    ids = page.build_graph("""
+        const empty = mk('EmptyImage', 0, 0);
+        for (const [name, value] of [['width', 32], ['height', 24], ['batch_size', 2], ['color', 0x00ff00]])
+            empty.widgets.find(w => w.name === name).value = value;
+        const up = mk('RHUpload', 330, 0);
+        const ov = mk('RHNodeOverride', 620, 0);
+        const run = mk('RHRunWorkflow', 1050, 0);
+        const fetch = mk('RHFetchOutputs', 1050, 380);
+        const save = mk('SaveImage', 620, 380);
+        empty.connect(0, up, up.findInputSlot('image'));
+        up.connect(0, ov, ov.findInputSlot('value'));
+        ov.connect(0, run, run.findInputSlot('overrides'));
+        run.connect(0, fetch, fetch.findInputSlot('task'));
+        fetch.connect(0, save, save.findInputSlot('images'));
+        ov.widgets.find(w => w.name === 'node_id').value = '1';
+        ov.widgets.find(w => w.name === 'field_name').value = 'image';
+        run.widgets.find(w => w.name === 'workflow_id').value = '%s';
+        return {run: run.id, save: save.id};
+    """ % INVERT)
+    page.page.locator(".rh-check[data-state=ok]").wait_for()
+    page.page.get_by_role("button", name="Run", exact=True).first.click()
+    box = f".rh-status[data-node='{ids['run']}']"
+    status = page.page.locator(box)
+    wait_js(page, "(sel) => /^RunningHub: 2 runs — .*running/.test(document.querySelector(sel)?.textContent)", box)
+    line = status.locator(".rh-status-line").inner_text()
+    assert re.fullmatch(r"RunningHub: 2 runs — .* · \d+ s", line), line
+    page.shot("sweep-running")
+    page.page.locator(f"{box}[data-state=SUCCESS]").wait_for(timeout=60_000)
+    page.page.wait_for_timeout(300)
+    assert re.fullmatch(r"RunningHub: 2 runs — 2 done · \d+ s", status.locator(".rh-status-line").inner_text())
+    task_ids = [t["taskId"] for t in sim.tasks()]
+    assert len(task_ids) == 2 and sim.count("create") == 2
+    assert status.locator(".rh-task").inner_text() in (f"Tasks {task_ids[0]}, {task_ids[1]}",
+                                                       f"Tasks {task_ids[1]}, {task_ids[0]}")
+    assert status.locator(".rh-status-detail").inner_text().startswith("Cost: ")
+    page.shot("sweep-done")
 
 
 # --------------------------------------------------------------------------- zh

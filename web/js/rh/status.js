@@ -1,5 +1,7 @@
 // Live status on RH Run Workflow: remote state, elapsed time (ticking between the server's
-// `runninghub.status` events), queue position and cost while it runs, the task id at the end.
+// `runninghub.status` events), waiting and warnings while it runs, cost and task id at the end.
+// A Run node fed a list runs once per item (a sweep): events then carry `index` and `runs`,
+// and the widget sums the runs up.
 import { api } from "../../../../scripts/api.js";
 import { app } from "../../../../scripts/app.js";
 import { h } from "./dom.js";
@@ -8,11 +10,27 @@ import { t } from "./i18n.js";
 
 export const STATUS_EVENT = "runninghub.status";
 const TERMINAL = new Set(["SUCCESS", "FAILED", "CANCEL"]);
+const ORDER = ["FAILED", "CANCEL", "RUNNING", "QUEUED", "SUBMITTED", "SUBMITTING", "WAITING", "SUCCESS"];
 const PREVIEW_WIDGET = "$$node-text-preview";
 
 function duration(seconds) {
   const s = Math.max(0, Math.floor(seconds || 0));
   return s < 60 ? t("status.seconds", { n: s }) : t("status.minutes", { m: Math.floor(s / 60), s: s % 60 });
+}
+
+function stateLabel(state) {
+  const text = t(`status.${state}`);
+  return text === `status.${state}` ? String(state).toLowerCase() : text;
+}
+
+function isLive(run) {
+  return !TERMINAL.has(run.data.state) && !run.frozen;
+}
+
+/** Seconds since the run was queued, as of now (ticking while it is live). */
+function elapsedOf(run) {
+  const since = isLive(run) ? (performance.now() - run.receivedAt) / 1000 : 0;
+  return { elapsed: (run.data.elapsed ?? 0) + since, phase: run.data.phase_elapsed != null ? run.data.phase_elapsed + since : null };
 }
 
 export function attachStatusWidget(node) {
@@ -23,10 +41,10 @@ export function attachStatusWidget(node) {
   const taskLine = h("div", { class: "rh-line rh-status-task" }, taskId, " ", copy);
   const box = h("div", { class: "rh-widget rh-status" }, line, detail, taskLine);
   copy.addEventListener("click", async () => {
-    const id = node.rhStatus?.data?.task_id;
-    if (!id) return;
+    const ids = [...(node.rhStatus?.runs.values() ?? [])].map((r) => r.data.task_id).filter(Boolean);
+    if (!ids.length) return;
     try {
-      await navigator.clipboard.writeText(String(id));
+      await navigator.clipboard.writeText(ids.join("\n"));
       app.extensionManager?.toast?.add({ severity: "info", summary: "RunningHub", detail: t("status.copied"), life: 1500 });
     } catch {
       /* clipboard refused: the id stays selectable */
@@ -37,7 +55,7 @@ export function attachStatusWidget(node) {
     getMinHeight: () => 58, getMaxHeight: () => 58,
   });
   widget.serialize = false;
-  node.rhStatus = { box, line, detail, taskId, copy, data: null, receivedAt: 0, error: null };
+  node.rhStatus = { box, line, detail, taskId, copy, runs: new Map(), total: 0, error: null, warning: null };
   const onAdded = node.onAdded;
   node.onAdded = function (...args) {
     onAdded?.apply(this, args);
@@ -47,56 +65,88 @@ export function attachStatusWidget(node) {
   return widget;
 }
 
+function stateSpan(state) {
+  return h("span", { class: `rh-state rh-state-${state}` }, stateLabel(state));
+}
+
+/** `text` (made with state "\u0000") with the coloured state put in place of the marker. */
+function withState(text, span) {
+  return text.split("\u0000").flatMap((part, i) => (i ? [span, part] : [part]));
+}
+
 function render(node) {
   const s = node.rhStatus;
   if (!s) return;
-  const d = s.data;
-  s.box.dataset.state = d?.state ?? "idle";
   s.box.dataset.node = String(node.id);
-  if (!d) {
+  const runs = [...s.runs.entries()].sort((a, b) => a[0] - b[0]).map(([, run]) => run);
+  if (!runs.length) {
+    s.box.dataset.state = "idle";
     s.line.replaceChildren(t("status.idle"));
     s.detail.textContent = "";
     s.taskId.textContent = "";
     s.copy.hidden = true;
     return;
   }
-  const live = !TERMINAL.has(d.state) && !s.frozen;
-  const since = live ? (performance.now() - s.receivedAt) / 1000 : 0;
-  const elapsed = (d.elapsed ?? 0) + (d.elapsed != null ? since : 0);
-  const stateText = t(`status.${d.state}`);
-  const state = h("span", { class: `rh-state rh-state-${d.state}` }, stateText);
-  s.line.replaceChildren(...t("status.line", { state: "\u0000", elapsed: duration(elapsed) })
-    .split("\u0000").flatMap((part, i) => (i ? [state, part] : [part])));
   const details = [];
-  if (d.queue_position != null) details.push(t("status.queuePosition", { position: d.queue_position }));
-  const phase = d.phase_elapsed != null ? d.phase_elapsed + since : null;
-  if (live && phase != null && (d.state === "QUEUED" || d.state === "RUNNING") && elapsed - phase >= 1) {
-    details.push(t("status.phase", { state: stateText, phase: duration(phase) }));  // after a queued phase
+  let state;
+  if (runs.length === 1 && s.total <= 1) {
+    const run = runs[0];
+    const d = run.data;
+    state = d.state;
+    const { elapsed, phase } = elapsedOf(run);
+    s.line.replaceChildren(...withState(t("status.line", { state: "\u0000", elapsed: duration(elapsed) }), stateSpan(state)));
+    if (d.queue_position != null) details.push(t("status.queuePosition", { position: d.queue_position }));
+    if (isLive(run) && phase != null && (state === "QUEUED" || state === "RUNNING") && elapsed - phase >= 1) {
+      details.push(t("status.phase", { state: stateLabel(state), phase: duration(phase) }));  // after a queued phase
+    }
+    if (state === "WAITING" && d.line) details.push(d.line);
+    if (d.cost) details.push(t("status.cost", { cost: d.cost }));
+    s.taskId.textContent = d.task_id ? t("status.task", { id: d.task_id }) : "";
+  } else {
+    const counts = new Map();
+    for (const run of runs) counts.set(run.data.state, (counts.get(run.data.state) ?? 0) + 1);
+    state = ORDER.find((st) => counts.has(st)) ?? runs[0].data.state;
+    const summary = [...counts.entries()].sort((a, b) => ORDER.indexOf(a[0]) - ORDER.indexOf(b[0]))
+      .map(([st, n]) => t("status.count", { n, state: stateLabel(st) })).join(" · ");
+    const longest = Math.max(...runs.map((run) => elapsedOf(run).elapsed));
+    s.line.replaceChildren(t("status.sweep", { runs: Math.max(s.total, runs.length), summary, elapsed: duration(longest) }));
+    const costs = runs.map((run) => run.data.cost).filter(Boolean);
+    if (costs.length) details.push(t("status.costs", { costs: costs.join("; ") }));
+    const ids = runs.map((run) => run.data.task_id).filter(Boolean);
+    s.taskId.textContent = ids.length ? t("status.tasks", { ids: ids.join(", ") }) : "";
   }
-  if (d.cost) details.push(t("status.cost", { cost: d.cost }));
+  if (s.warning) details.push(`⚠ ${s.warning}`);
   if (s.error) details.push(s.error);
+  s.box.dataset.state = state;
   s.detail.textContent = details.join(" · ");
   s.detail.className = `rh-line rh-status-detail ${s.error ? "rh-bad" : ""}`;
   s.detail.title = s.detail.textContent;
-  s.taskId.textContent = d.task_id ? t("status.task", { id: d.task_id }) : "";
-  s.copy.hidden = !(d.task_id && TERMINAL.has(d.state));
+  s.taskId.title = s.taskId.textContent;
+  s.copy.hidden = !(s.taskId.textContent && runs.every((run) => !isLive(run)));
 }
 
 function update(node, data) {
   const s = node.rhStatus;
   if (!s) return;
-  const previous = s.data ?? {};
-  if (data.state === "SUBMITTING") {
+  if (data.state === "WARNING") {
+    s.warning = data.warning ?? data.line ?? null;
+    render(node);
+    return;
+  }
+  const index = Number.isInteger(data.index) ? data.index : 0;
+  if (data.state === "SUBMITTING" && [...s.runs.values()].every((run) => !isLive(run))) {
+    s.runs.clear();  // a new prompt
     s.error = null;
-    s.frozen = false;
-    s.data = { elapsed: 0, ...data };
-  } else {
-    s.data = { ...previous, ...data };
+    s.warning = null;
   }
-  if (data.elapsed == null && previous.elapsed != null && !TERMINAL.has(data.state)) {
-    s.data.elapsed = previous.elapsed + (performance.now() - s.receivedAt) / 1000;
+  const now = performance.now();
+  const previous = s.runs.get(index);
+  const merged = data.state === "SUBMITTING" ? { elapsed: 0, ...data } : { ...(previous?.data ?? {}), ...data };
+  if (data.elapsed == null && previous && previous.data.elapsed != null && isLive(previous)) {
+    merged.elapsed = previous.data.elapsed + (now - previous.receivedAt) / 1000;
   }
-  s.receivedAt = performance.now();
+  s.runs.set(index, { data: merged, receivedAt: now, frozen: false });
+  if (Number.isInteger(data.runs)) s.total = data.runs;
   render(node);
 }
 
@@ -124,6 +174,17 @@ function dropTextPreview(node) {
   node.setDirtyCanvas?.(true, true);
 }
 
+/** Stops the clocks of runs that are still live when the prompt ends. */
+function freeze(node) {
+  for (const run of node.rhStatus.runs.values()) {
+    if (isLive(run)) {
+      run.data.elapsed = elapsedOf(run).elapsed;
+      run.frozen = true;
+    }
+  }
+  render(node);
+}
+
 export function setupStatus() {
   api.addEventListener(STATUS_EVENT, ({ detail }) => {
     if (!detail?.node) return;
@@ -138,24 +199,14 @@ export function setupStatus() {
     const node = detail?.node_id ? nodeForExecutionId(detail.node_id) : null;
     if (!node?.rhStatus) return;
     node.rhStatus.error = String(detail.exception_message ?? "").split("\n")[0];
-    update(node, { state: node.rhStatus.data?.state === "CANCEL" ? "CANCEL" : "FAILED" });
+    freeze(node);
   });
-  const freeze = () => {
-    for (const node of runNodes()) {
-      const s = node.rhStatus;
-      if (s.data && !TERMINAL.has(s.data.state) && !s.frozen) {
-        s.data.elapsed = (s.data.elapsed ?? 0) + (performance.now() - s.receivedAt) / 1000;
-        s.frozen = true;
-        render(node);
-      }
-    }
-  };
-  api.addEventListener("execution_interrupted", freeze);
-  api.addEventListener("execution_success", freeze);
+  const freezeAll = () => runNodes().forEach(freeze);
+  api.addEventListener("execution_interrupted", freezeAll);
+  api.addEventListener("execution_success", freezeAll);
   setInterval(() => {
     for (const node of runNodes()) {
-      const d = node.rhStatus.data;
-      if (d && !TERMINAL.has(d.state) && !node.rhStatus.frozen) render(node);
+      if ([...node.rhStatus.runs.values()].some(isLive)) render(node);
     }
   }, 1000);
 }
@@ -163,9 +214,7 @@ export function setupStatus() {
 /** RH Run Workflow's own output (`ui.text`): the final summary, also for cached results. */
 export function onRunExecuted(node, output) {
   const summary = output?.text?.[0];
-  if (!summary || !node.rhStatus) return;
-  if (!node.rhStatus.data) {
-    const match = /task (\d+)/.exec(summary);
-    update(node, { state: "SUCCESS", task_id: match?.[1], text: summary });
-  }
+  if (!summary || !node.rhStatus || node.rhStatus.runs.size) return;
+  const match = /task (\d+)/.exec(summary);
+  update(node, { state: "SUCCESS", task_id: match?.[1], line: summary });
 }

@@ -10,7 +10,7 @@
 import { app } from "../../../../scripts/app.js";
 import { catalogAll, locale } from "./i18n.js";
 
-const WAIT_MS = 10_000;
+const WAIT_MS = 5_000;
 
 function vueI18n() {
   const vueApp = document.querySelector("#vue-app")?.__vue_app__;
@@ -23,8 +23,15 @@ function vueI18n() {
   return null;
 }
 
+/** Languages the front end ships messages for (the options of its Language setting). */
+function shippedLanguages() {
+  const options = app.extensionManager?.setting?.settings?.["Comfy.Locale"]?.options;
+  return Array.isArray(options) ? options.map((o) => (typeof o === "string" ? o : o?.value)) : [];
+}
+
 /** Resolves once vue-i18n holds the language's own messages (its "g" section), or after a wait. */
 async function languageLoaded(i18n, lang) {
+  if (!shippedLanguages().includes(lang)) return false;  // nothing will be loaded for it
   const started = performance.now();
   while (performance.now() - started < WAIT_MS) {
     if (i18n.getLocaleMessage(lang)?.g) return true;
