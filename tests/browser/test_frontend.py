@@ -336,6 +336,17 @@ def test_picker_takes_a_typed_workflow_id_for_an_unconnected_override(fresh, sim
     wait_js(page, "(id) => app.graph.getNodeById(id).rhCheck.state === 'ok'", ids["ov"])
     page.shot("typed-workflow-picked")
 
+    # The workflow round-trips: the pack's own widgets are not saved, so the values stay in place.
+    saved = page.js("(id) => app.graph.getNodeById(id).serialize()", ids["ov"])
+    assert saved["widgets_values"] == ["1", "width", "64"]
+    page.js("async () => { await app.loadGraphData(structuredClone(app.graph.serialize())); }")
+    names = page.js("(id) => app.graph.getNodeById(id).widgets.map(w => w.name)", ids["ov"])
+    assert names == ["node_id", "field_name", "text_value", "rh_pick", "rh_check"]
+    values = page.widget_values(ids["ov"])
+    assert (values["node_id"], values["field_name"], values["text_value"]) == ("1", "width", "64")
+    wait_js(page, "(id) => app.graph.getNodeById(id).rhCheck.state === 'ok'", ids["ov"])
+    page.shot("reloaded")
+
 
 def test_status_sums_up_a_sweep_of_runs(fresh, sim, open_page):
     """A batch of two images uploads as a list, so RH Run Workflow runs once per image: the
