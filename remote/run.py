@@ -105,5 +105,6 @@ def run_and_wait(pool: KeyPool | RunningHubClient, *, kind: str, workflow_id: st
             on_submitted(handle.task_id)
         initial = handle.state if handle.state in (TaskState.QUEUED, TaskState.RUNNING) else TaskState.QUEUED
         result = wait_for_task(lease.client, handle.task_id, initial_state=initial, policy=poll_policy,
-                               on_progress=on_progress, should_stop=should_stop)
+                               on_progress=on_progress, should_stop=should_stop,
+                               run_time_key=(lease.client.site.base_url, kind, workflow_id))
     return RemoteTask(task_id=handle.task_id, kind=kind, workflow_id=workflow_id, client=lease.client, result=result)
