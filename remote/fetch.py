@@ -1,7 +1,13 @@
 """Fetch a finished task's outputs and turn them into ComfyUI values.
 
 Downloads run in parallel and are streamed with size caps; every file's real type comes
-from its bytes, not from the URL or RunningHub's fileType. An output that cannot be
+from its bytes, not from the URL or RunningHub's fileType. Images and videos are streamed
+to temp files (the node's preview shows those files as they are). Images are decoded as
+their downloads finish, each straight into its slot of the one output batch, by at most
+as many workers as there are cores: decoding overlaps downloading, and only the files
+being decoded are in memory, so a fetch peaks near the size of the tensors it returns.
+When the images differ in size (or would exceed the batch cap), every download is awaited
+and `decode_images` applies the node's size policy instead. An output that cannot be
 downloaded or decoded raises an error naming the task and the remote node: nothing is
 ever replaced by a placeholder. Files of kinds the pack does not turn into values (a 3D
 model, a zip) are listed in `listing` and left alone.
@@ -11,7 +17,9 @@ from __future__ import annotations
 
 import io
 import logging
-from concurrent.futures import ThreadPoolExecutor
+import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -40,7 +48,7 @@ class Downloaded:
     output: TaskOutput
     kind: str  # image | video | audio | text | other
     data: bytes = b""
-    path: str | None = None  # videos are streamed to a file
+    path: str | None = None  # images and videos are streamed to a (temp) file
 
     @property
     def label(self) -> str:
@@ -95,8 +103,9 @@ def _download(client: RunningHubClient, item: Downloaded, task_id: str,
         raise OutputDecodeError(f"RunningHub listed an {item.label} without a URL (task {task_id}).",
                                 task_id=task_id)
     cap = MAX_BYTES[item.kind]
-    if item.kind == "video":
-        path = new_temp_file("." + (out.file_type or "mp4"))
+    if item.kind in ("video", "image"):
+        ext = {"jpeg": "jpg"}.get(out.file_type, out.file_type) or ("mp4" if item.kind == "video" else "png")
+        path = new_temp_file("." + ext)
         with open(path, "wb") as sink:
             download_to(client.transport.session, out.url, sink, site=client.site, max_bytes=cap,
                         task_id=task_id, label=item.label)
@@ -107,6 +116,78 @@ def _download(client: RunningHubClient, item: Downloaded, task_id: str,
                 label=item.label)
     item.data = sink.getvalue()
     return item
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+class _ImageBatch:
+    """Decodes downloaded images into one batch as they arrive, while they share one size.
+
+    `arrived` is called from one thread (the one collecting downloads); decoding runs on
+    `workers` threads, each reading its file when it starts, so only the files being
+    decoded are in memory. `ok` turns false at the first image of another size (or when
+    the batch would be over the cap): the caller then decodes everything the general way.
+
+    The MASK batch starts as zeros from `calloc` (numpy), whose pages cost no memory until
+    written: each image's mask is decoded into a per-worker scratch slot and copied in
+    only when it has a masked pixel, so the usual all-opaque outputs never touch it."""
+
+    def __init__(self, count: int, policy: str, workers: int):
+        from ..media import image_decode
+
+        self._decode = image_decode
+        self.count = count
+        self.policy = policy
+        self.batch = None
+        self.size: tuple[int, int] | None = None
+        self.ok = True
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rh-decode")
+        self._jobs: list[Future] = []
+        self._scratch = threading.local()
+
+    def arrived(self, slot: int, item: Downloaded) -> None:
+        if not self.ok:
+            return
+        info = self._decode.probe_image(_read(item.path), label=item.label)
+        if self.batch is None:
+            if self.count * info.width * info.height > self._decode.DEFAULT_MAX_BATCH_PIXELS:
+                self.ok = False  # decode_images raises the clear error
+                return
+            import numpy as np
+            import torch
+
+            self.size = (info.width, info.height)
+            self.batch = self._decode.DecodedImages(
+                torch.empty((self.count, info.height, info.width, 3), dtype=torch.float32),
+                torch.from_numpy(np.zeros((self.count, info.height, info.width), dtype=np.float32)))
+        if (info.width, info.height) != self.size:
+            self.ok = False
+            return
+        self._jobs.append(self._pool.submit(self._one, slot, item))
+
+    def _one(self, slot: int, item: Downloaded) -> None:
+        scratch = getattr(self._scratch, "mask", None)
+        if scratch is None:
+            scratch = self._scratch.mask = self.batch.mask[0].clone()
+        self._decode.decode_image_into(_read(item.path), self.batch.image[slot], scratch, label=item.label,
+                                       policy=self.policy)
+        if bool(scratch.any()):
+            self.batch.mask[slot].copy_(scratch)
+
+    def finish(self):
+        """The batch, or None if the images have to be decoded the general way."""
+        try:
+            for job in self._jobs:
+                job.result()  # the first decoding error is raised
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        return self.batch if self.ok and len(self._jobs) == self.count else None
+
+    def abandon(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def fetch_outputs(client: RunningHubClient, task_id: str, result: TaskResult | None, *,
@@ -130,11 +211,36 @@ def fetch_outputs(client: RunningHubClient, task_id: str, result: TaskResult | N
             continue
         items.append(Downloaded(out, kind))
 
-    if items:
-        with ThreadPoolExecutor(max_workers=min(parallel, len(items)), thread_name_prefix="rh-download") as pool:
-            items = list(pool.map(lambda it: _download(client, it, task_id, new_temp_file), items))
-
     images = [it for it in items if it.kind == "image"]
+    slot_of = {id(it): n for n, it in enumerate(images)}
+    stream = _ImageBatch(len(images), size_policy, max(1, min(4, os.cpu_count() or 2, len(images)))) \
+        if images else None
+    decoded = None
+    try:
+        if items:
+            with ThreadPoolExecutor(max_workers=min(parallel, len(items)), thread_name_prefix="rh-download") as pool:
+                jobs = [pool.submit(_download, client, it, task_id, new_temp_file) for it in items]
+                try:
+                    for job in as_completed(jobs):
+                        it = job.result()
+                        if it.kind == "image":
+                            stream.arrived(slot_of[id(it)], it)
+                except BaseException:
+                    for job in jobs:
+                        job.cancel()  # the ones not started; the pool waits for the others
+                    raise
+        if stream is not None:
+            decoded, stream = stream.finish(), None
+    except DownloadError:
+        raise
+    except Exception as exc:
+        if stream is None or not images:
+            raise
+        raise OutputDecodeError(f"RunningHub task {task_id}: {exc}", task_id=task_id) from exc
+    finally:
+        if stream is not None:
+            stream.abandon()
+
     for it in items:
         try:
             if it.kind == "video":
@@ -152,11 +258,13 @@ def fetch_outputs(client: RunningHubClient, task_id: str, result: TaskResult | N
             raise OutputDecodeError(f"RunningHub task {task_id}: the {it.label} could not be decoded ({exc}). "
                                     f"URL: {it.output.url}", task_id=task_id) from exc
     if images:
-        try:
-            fetched.images = decode_images([it.data for it in images], labels=[it.label for it in images],
-                                           policy=size_policy, workers=min(4, len(images)))
-        except Exception as exc:
-            raise OutputDecodeError(f"RunningHub task {task_id}: {exc}", task_id=task_id) from exc
+        if decoded is None:  # sizes differ (or over the cap): every file, with the size policy
+            try:
+                decoded = decode_images([_read(it.path) for it in images], labels=[it.label for it in images],
+                                        policy=size_policy, workers=min(4, len(images)))
+            except Exception as exc:
+                raise OutputDecodeError(f"RunningHub task {task_id}: {exc}", task_id=task_id) from exc
+        fetched.images = decoded
         fetched.image_files = images
     log.info("fetched %s", fetched.summary())
     return fetched
