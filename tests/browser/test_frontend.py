@@ -451,3 +451,23 @@ def test_zh_locale_shows_chinese_labels(fresh, sim, open_page):
     help_heading.wait_for()
     assert page.page.get_by_text("运行期间").first.is_visible()
     page.shot("zh-node-help")
+
+
+def test_a_new_run_node_keeps_its_seed_fixed_and_a_loaded_one_keeps_its_choice(fresh, open_page):
+    """Re-queueing must not bill again by default; randomizing stays one click away."""
+    page = open_page(fresh, sub="seed-control")
+    fresh_value = page.build_graph("""
+        const run = mk('RHRunWorkflow', 0, 0);
+        return run.widgets.find(w => w.name === 'control_after_generate').value;
+    """)
+    assert fresh_value == "fixed"
+    page.shot("new-run-node-fixed")
+    loaded = page.js("""async () => {
+        const run = app.graph._nodes.find(n => n.comfyClass === 'RHRunWorkflow');
+        run.widgets.find(w => w.name === 'control_after_generate').value = 'randomize';
+        const saved = JSON.parse(JSON.stringify(app.graph.serialize()));
+        await app.loadGraphData(saved);
+        const again = app.graph._nodes.find(n => n.comfyClass === 'RHRunWorkflow');
+        return again.widgets.find(w => w.name === 'control_after_generate').value;
+    }""")
+    assert loaded == "randomize"

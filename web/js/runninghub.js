@@ -58,6 +58,7 @@ app.registerExtension({
       attachCheckWidget(node);
       growToFit(node);
     } else if (node.comfyClass === RUN) {
+      keepSeedFixed(node);
       attachStatusWidget(node);
       growToFit(node);
     }
@@ -67,3 +68,12 @@ app.registerExtension({
     scheduleCheck(0);
   },
 });
+
+// A new RH Run Workflow starts with its seed control at "fixed": re-queueing the same graph
+// then reuses the result instead of running (and billing) again. ComfyUI's default for seed
+// controls is "randomize"; choosing it is one click. A loaded workflow keeps its own choice
+// (ComfyUI restores saved widget values after nodeCreated).
+function keepSeedFixed(node) {
+  const control = node.widgets?.find((w) => w.name === "control_after_generate");
+  if (control) control.value = "fixed";
+}
