@@ -160,8 +160,11 @@ def wait_for_task(client: RunningHubClient, task_id: str, *, initial_state: Task
 
         if reply.state is TaskState.SUCCESS:
             if state is TaskState.RUNNING and last_running_poll is not None:
-                # It ended between the last poll that saw it running and this one.
-                run_times.record(run_time_key, (last_running_poll + clock() - phase_started) / 2)
+                # It ended between the last poll that saw it running and this one; an estimate
+                # in the early part of that gap errs towards polling a little early next time
+                # (a few more polls) rather than noticing late.
+                seen_done = clock() - phase_started
+                run_times.record(run_time_key, last_running_poll + (seen_done - last_running_poll) / 4)
             state = TaskState.SUCCESS
             report(force=True)
             log.info("task %s finished after %.1f s and %d polls", task_id, clock() - started, polls)

@@ -21,12 +21,10 @@ def _preview_entries(fetched: FetchedOutputs) -> dict:
     ui: dict = {}
     entries = []
     for it in fetched.image_files:
-        path = it.path  # downloaded into the temp folder already
-        if path is None:
-            ext = {"jpeg": "jpg"}.get(it.output.file_type, it.output.file_type or "png")
-            path = comfy.new_temp_file("." + ext)
-            with open(path, "wb") as fh:
-                fh.write(it.data)
+        ext = {"jpeg": "jpg"}.get(it.output.file_type, it.output.file_type or "png")
+        path = comfy.new_temp_file("." + ext)
+        with open(path, "wb") as fh:
+            fh.write(it.data)
         entries.append({"filename": os.path.basename(path), "subfolder": "runninghub", "type": "temp"})
     if entries:
         ui["images"] = entries

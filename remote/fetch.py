@@ -1,13 +1,14 @@
 """Fetch a finished task's outputs and turn them into ComfyUI values.
 
 Downloads run in parallel and are streamed with size caps; every file's real type comes
-from its bytes, not from the URL or RunningHub's fileType. Images and videos are streamed
-to temp files (the node's preview shows those files as they are). Images are decoded as
-their downloads finish, each straight into its slot of the one output batch, by at most
-as many workers as there are cores: decoding overlaps downloading, and only the files
-being decoded are in memory, so a fetch peaks near the size of the tensors it returns.
-When the images differ in size (or would exceed the batch cap), every download is awaited
-and `decode_images` applies the node's size policy instead. An output that cannot be
+from its bytes, not from the URL or RunningHub's fileType. Videos are streamed to temp
+files. Images are decoded as their downloads finish, each straight into its slot of the
+one output batch, by at most as many workers as there are cores, so decoding overlaps
+downloading (on a real link the downloads take longest); the MASK of opaque images is
+never written (see `_ImageBatch`), so a fetch peaks near the size of the IMAGE it returns
+plus the downloaded files (kept for the node's preview). When the images differ in size
+(or would exceed the batch cap), every download is awaited and `decode_images` applies
+the node's size policy instead. An output that cannot be
 downloaded or decoded raises an error naming the task and the remote node: nothing is
 ever replaced by a placeholder. Files of kinds the pack does not turn into values (a 3D
 model, a zip) are listed in `listing` and left alone.
@@ -48,7 +49,7 @@ class Downloaded:
     output: TaskOutput
     kind: str  # image | video | audio | text | other
     data: bytes = b""
-    path: str | None = None  # images and videos are streamed to a (temp) file
+    path: str | None = None  # videos are streamed to a file
 
     @property
     def label(self) -> str:
@@ -103,9 +104,8 @@ def _download(client: RunningHubClient, item: Downloaded, task_id: str,
         raise OutputDecodeError(f"RunningHub listed an {item.label} without a URL (task {task_id}).",
                                 task_id=task_id)
     cap = MAX_BYTES[item.kind]
-    if item.kind in ("video", "image"):
-        ext = {"jpeg": "jpg"}.get(out.file_type, out.file_type) or ("mp4" if item.kind == "video" else "png")
-        path = new_temp_file("." + ext)
+    if item.kind == "video":
+        path = new_temp_file("." + (out.file_type or "mp4"))
         with open(path, "wb") as sink:
             download_to(client.transport.session, out.url, sink, site=client.site, max_bytes=cap,
                         task_id=task_id, label=item.label)
@@ -118,18 +118,14 @@ def _download(client: RunningHubClient, item: Downloaded, task_id: str,
     return item
 
 
-def _read(path: str) -> bytes:
-    with open(path, "rb") as fh:
-        return fh.read()
 
 
 class _ImageBatch:
     """Decodes downloaded images into one batch as they arrive, while they share one size.
 
     `arrived` is called from one thread (the one collecting downloads); decoding runs on
-    `workers` threads, each reading its file when it starts, so only the files being
-    decoded are in memory. `ok` turns false at the first image of another size (or when
-    the batch would be over the cap): the caller then decodes everything the general way.
+    `workers` threads. `ok` turns false at the first image of another size (or when the
+    batch would be over the cap): the caller then decodes everything the general way.
 
     The MASK batch starts as zeros from `calloc` (numpy), whose pages cost no memory until
     written: each image's mask is decoded into a per-worker scratch slot and copied in
@@ -151,7 +147,7 @@ class _ImageBatch:
     def arrived(self, slot: int, item: Downloaded) -> None:
         if not self.ok:
             return
-        info = self._decode.probe_image(_read(item.path), label=item.label)
+        info = self._decode.probe_image(item.data, label=item.label)
         if self.batch is None:
             if self.count * info.width * info.height > self._decode.DEFAULT_MAX_BATCH_PIXELS:
                 self.ok = False  # decode_images raises the clear error
@@ -172,7 +168,7 @@ class _ImageBatch:
         scratch = getattr(self._scratch, "mask", None)
         if scratch is None:
             scratch = self._scratch.mask = self.batch.mask[0].clone()
-        self._decode.decode_image_into(_read(item.path), self.batch.image[slot], scratch, label=item.label,
+        self._decode.decode_image_into(item.data, self.batch.image[slot], scratch, label=item.label,
                                        policy=self.policy)
         if bool(scratch.any()):
             self.batch.mask[slot].copy_(scratch)
@@ -260,7 +256,7 @@ def fetch_outputs(client: RunningHubClient, task_id: str, result: TaskResult | N
     if images:
         if decoded is None:  # sizes differ (or over the cap): every file, with the size policy
             try:
-                decoded = decode_images([_read(it.path) for it in images], labels=[it.label for it in images],
+                decoded = decode_images([it.data for it in images], labels=[it.label for it in images],
                                         policy=size_policy, workers=min(4, len(images)))
             except Exception as exc:
                 raise OutputDecodeError(f"RunningHub task {task_id}: {exc}", task_id=task_id) from exc

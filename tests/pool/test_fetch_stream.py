@@ -67,8 +67,24 @@ def test_same_size_images_stream_into_the_exact_batch_masks_included(fetch_into)
     assert torch.equal(got.images.image, expected.image)
     assert torch.equal(got.images.mask, expected.mask)
     assert float(got.images.mask[0].max()) > 0 and float(got.images.mask[1].abs().max()) == 0
-    files = [it.path for it in got.image_files]
-    assert [open(p, "rb").read() for p in files] == blobs  # the preview files are the downloads, unchanged
+    assert [it.data for it in got.image_files] == blobs  # kept for the preview, unchanged
+
+
+def test_large_metadata_ahead_of_the_pixels_changes_nothing(fetch_into):
+    """ComfyUI writes the whole workflow into a PNG's text chunks, ahead of the pixels."""
+    from PIL.PngImagePlugin import PngInfo
+
+    rng = np.random.default_rng(7)
+    blobs = []
+    for i in range(3):
+        info = PngInfo()
+        info.add_text("workflow", "x" * (300_000 + 1000 * i))
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (12, 10, 4), dtype=np.uint8)).save(buf, format="PNG", pnginfo=info)
+        blobs.append(buf.getvalue())
+    got, expected = fetch_into(blobs)
+    assert got.images.image.shape == (3, 12, 10, 3)
+    assert torch.equal(got.images.image, expected.image) and torch.equal(got.images.mask, expected.mask)
 
 
 def test_images_of_different_sizes_follow_the_size_policy(fetch_into):
