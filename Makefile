@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 RH_SIM_KEY ?= sim-local-key-0001
 RH_SIM_PORT ?= 8765
 
-.PHONY: setup test test-fast sim demo example-workflow
+.PHONY: setup test test-fast sim bench demo example-workflow
 
 ## setup: build (once) ComfyUI 0.3.75 and the venv; prints VENV= and COMFYUI_DIR=
 setup:
@@ -34,3 +34,7 @@ demo:
 ## example-workflow: rebuild example_workflows/, demo/*.api.json and the README picture in the real front end
 example-workflow:
 	$(RUN) python scripts/make_example_workflow.py
+
+## bench: the benchmarks (chain_overhead, notice_latency, fanout, fetch_decode): BENCH lines, ~4 min; not part of test
+bench:
+	$(RUN) python bench/run_all.py $(BENCH_ARGS)
