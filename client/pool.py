@@ -150,7 +150,8 @@ class KeyPool:
     def __init__(self, site: Site, keys: Sequence[ApiKey], *, client_factory: Callable[[ApiKey], RunningHubClient],
                  concurrency: int = DEFAULT_KEY_CONCURRENCY, probe_account: bool = True,
                  cooldown_first: float = 1.0, cooldown_max: float = 15.0, relearn_after: float = 600.0,
-                 readmit_after: float = 600.0, tick: float = 0.25, clock: Callable[[], float] = time.monotonic):
+                 readmit_after: float = 600.0, tick: float = 0.25, tell_every: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic):
         if not keys:
             raise ValueError("a key pool needs at least one key")
         concurrency = max(1, int(concurrency))
@@ -162,6 +163,7 @@ class KeyPool:
         self.relearn_after = relearn_after
         self.readmit_after = readmit_after
         self.tick = tick
+        self.tell_every = tell_every  # on_wait at most this often per submitter
         self._clock = clock
         self._cond = threading.Condition(threading.Lock())
         self._waiting: deque[object] = deque()
@@ -312,7 +314,7 @@ class KeyPool:
 
     def _acquire(self, ticket: object, started: float, should_stop: Callable[[], bool] | None,
                  budget: float, on_wait: Callable[[str], None] | None) -> Lease:
-        told = None
+        told, told_at = None, float("-inf")
         while True:
             note = None
             with self._cond:
@@ -337,8 +339,8 @@ class KeyPool:
                     raise self._no_capacity_error(stalled, budget)
                 ahead = self._position(ticket)
                 summary = self._wait_summary_locked(now, ahead)
-                if on_wait is not None and summary != told:
-                    note = told = summary
+                if on_wait is not None and summary != told and now - told_at >= self.tell_every:
+                    note, told, told_at = summary, summary, now
                 else:
                     timeout = self.tick
                     cooling = [s.cooling_until - now for s in self._slots

@@ -101,13 +101,15 @@ def _remembered(table: OrderedDict, key, make):
         return value
 
 
-def _stop_for(prompt_id: str | None, sweep: _Sweep):
-    """should_stop for one run: an interrupt of its prompt or a failed sibling. ComfyUI
-    clears its interrupt flag when the first run raises it, so the prompt keeps its own."""
+def _stop_for(prompt_id: str | None, sweep: _Sweep, abandoned: threading.Event):
+    """should_stop for one run: an interrupt of its prompt, a failed sibling, or ComfyUI
+    abandoning the call (another node failed, so the prompt ends and cancels what is still
+    pending). ComfyUI clears its interrupt flag when the first run raises it, so the prompt
+    keeps its own."""
     interrupted = threading.Event() if prompt_id is None else _remembered(_interrupted, prompt_id, threading.Event)
 
     def should_stop() -> bool:
-        if interrupted.is_set():
+        if interrupted.is_set() or abandoned.is_set():
             return True
         if comfy.interrupt_requested():
             interrupted.set()
@@ -161,7 +163,8 @@ class RHRunWorkflow(io.ComfyNode):
         index = index or 0
         sweep = _Sweep(node_id) if prompt_id is None else _remembered(_sweeps, (prompt_id, node_id),
                                                                       lambda: _Sweep(node_id))
-        should_stop, interrupted = _stop_for(prompt_id, sweep)
+        abandoned = threading.Event()
+        should_stop, interrupted = _stop_for(prompt_id, sweep, abandoned)
         acct = accounts.account_for(account)
         pool = accounts.pool_for(acct)
         budget = float(max_wait_minutes) * 60.0
@@ -187,6 +190,10 @@ class RHRunWorkflow(io.ComfyNode):
         try:
             task: RemoteTask = await asyncio.get_running_loop().run_in_executor(
                 _RUNNERS, contextvars.copy_context().run, call)
+        except asyncio.CancelledError:
+            abandoned.set()  # the thread cancels the remote task (or creates none) within a tick
+            log.info("RH Run Workflow %s was abandoned by ComfyUI; stopping its remote task", node_id)
+            raise
         except WaitInterrupted as exc:
             if not interrupted.is_set() and sweep.failed is not None:
                 message = f"{exc} Stopped because {sweep.failed}"

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from support.graphs import fresh_seed
+from support.clients import make_client
+from support.graphs import fresh_seed, run_fetch
 from support.simulator import WORKFLOWS, Simulator
 
 pytestmark = pytest.mark.e2e
@@ -192,3 +193,30 @@ def test_a_key_out_of_coins_mid_sweep_leaves_the_pool_and_the_sweep_completes(ho
     log = host.log_text()
     assert warning in log
     assert all(key not in log for key in sim.keys)
+
+
+def test_a_failing_branch_stops_the_remote_task_of_another_branch(host, sim):
+    """When one node fails, ComfyUI ends the prompt and abandons the Run nodes still
+    waiting: their remote tasks are cancelled instead of running on (and billing) unseen."""
+    sim.configure(run_seconds=60)
+    client = make_client(sim, 0)
+    doomed = client.create_task(WORKFLOWS["empty"])  # branch a re-attaches to it; the test cancels it
+    graph = {"a14": {"class_type": "RHFetchOutputs", "inputs": {"task_id": doomed.task_id, "account": "default",
+                                                                "size_policy": "pad"}},
+             **run_fetch(WORKFLOWS["empty"], prefix="b", save_prefix="b")}
+    running = threading.Event()
+
+    def on_event(event):
+        if (event.type == "runninghub.status" and event.data.get("node") == "b13"
+                and event.data.get("state") == "RUNNING" and not running.is_set()):
+            running.set()
+            threading.Thread(target=client.cancel, args=(doomed.task_id,), daemon=True).start()
+
+    result = host.run(graph, timeout=120, on_event=on_event)
+    assert running.is_set()
+    assert result.status == "error" and result.error["node_id"] == "a14"
+    assert "cancelled" in result.error["exception_message"]
+    [other] = [t for t in sim.tasks() if t["taskId"] != doomed.task_id]
+    sim.wait_for(lambda: sim.task(other["taskId"])["status"] != "RUNNING", timeout=15)
+    assert sim.task(other["taskId"])["cancelled"] is True
+    assert sim.count("create") == 2
