@@ -10,6 +10,8 @@ is several keys used together. `KeyPool` hands each new task to a key with a fre
   served.
 - Waiting blocks on a Condition (woken by every release) and re-checks the interrupt
   callable every `tick` seconds, so Cancel is honoured within a fraction of a second.
+  Waiting for the pool's own tasks to end has no time limit (they end, each within its
+  own wait budget); waiting while RunningHub refuses keys that have room has one.
 - 421 / 415 / 814 replies created nothing, so the submitter simply tries again, on
   another key if one is free. A 421 while some of our tasks run on that key teaches the
   pool the key's real limit (learned down; after `relearn_after` seconds one more slot is
@@ -134,7 +136,7 @@ class Lease:
         return self._released
 
     def release(self) -> None:
-        self._pool._release(self, progress=True)
+        self._pool._release(self)
 
     def __enter__(self) -> "Lease":
         return self
@@ -168,7 +170,6 @@ class KeyPool:
         self._cond = threading.Condition(threading.Lock())
         self._waiting: deque[object] = deque()
         self._picks = itertools.count()
-        self._progress_at = clock()
         self._task_keys: OrderedDict[str, _Slotted] = OrderedDict()
 
     @classmethod
@@ -246,6 +247,8 @@ class KeyPool:
             try:
                 return call(slot.client)
             except PER_KEY_ERRORS as exc:
+                if len(self._slots) == 1:
+                    raise
                 self._remove(slot, exc, on_warning)
 
     def client_for_task(self, task_id: str) -> RunningHubClient:
@@ -276,27 +279,28 @@ class KeyPool:
         task ends: release it) and what `create` returned.
 
         Raises WaitInterrupted when `should_stop()` turns true while waiting (nothing was
-        created), CapacityError when no slot came free for `budget_seconds` while the pool
-        made no progress (no task of it ended or started), and the per-key error when no key
-        is left. Any other error of `create` is raised as it is (the slot is given back)."""
+        created), CapacityError when RunningHub kept refusing for `budget_seconds` (time
+        spent waiting for this pool's own tasks to end does not count: they end), and the
+        per-key error when no key is left. Any other error of `create` is raised as it is
+        (the slot is given back)."""
         ticket = object()
-        started = self._clock()
+        refused = _Refusals()
         with self._cond:
             self._waiting.append(ticket)
         try:
             while True:
-                lease = self._acquire(ticket, started, should_stop, budget_seconds, on_wait)
+                lease = self._acquire(ticket, refused, should_stop, budget_seconds, on_wait)
                 try:
                     result = create(lease.client)
                 except CapacityError as exc:
                     self._on_capacity(lease, exc)
                 except PER_KEY_ERRORS as exc:
-                    self._release(lease, progress=False)
+                    self._release(lease)
                     if len(self._slots) == 1:
                         raise
                     self._remove(lease._slot, exc, on_warning)
                 except BaseException:
-                    self._release(lease, progress=False)
+                    self._release(lease)
                     raise
                 else:
                     self._on_created(lease, result)
@@ -312,13 +316,14 @@ class KeyPool:
                     pass
                 self._cond.notify_all()
 
-    def _acquire(self, ticket: object, started: float, should_stop: Callable[[], bool] | None,
+    def _acquire(self, ticket: object, refused: "_Refusals", should_stop: Callable[[], bool] | None,
                  budget: float, on_wait: Callable[[str], None] | None) -> Lease:
         told, told_at = None, float("-inf")
         while True:
             note = None
             with self._cond:
                 now = self._clock()
+                refused.tick(now)
                 self._readmit(now)
                 self._relearn(now)
                 if all(s.removed is not None for s in self._slots):
@@ -329,14 +334,18 @@ class KeyPool:
                 if self._waiting and self._waiting[0] is ticket:
                     slot = self._pick(now)
                     if slot is not None:
+                        refused.now_refused = False
                         self._waiting.popleft()
                         slot.in_flight += 1
                         slot.last_pick = next(self._picks)
                         self._cond.notify_all()  # the next in line may find a slot too
                         return Lease(self, slot)
-                stalled = now - max(started, self._progress_at)
-                if stalled > budget:
-                    raise self._no_capacity_error(stalled, budget)
+                # Waiting counts against the budget only while RunningHub refuses a key that
+                # has room for more of ours (it cools down after a 421/415/814).
+                refused.now_refused = any(s.removed is None and s.in_flight < s.capacity and s.cooling_until > now
+                                          for s in self._slots)
+                if refused.seconds > budget:
+                    raise self._no_capacity_error(refused.seconds, budget)
                 ahead = self._position(ticket)
                 summary = self._wait_summary_locked(now, ahead)
                 if on_wait is not None and summary != told and now - told_at >= self.tell_every:
@@ -347,7 +356,8 @@ class KeyPool:
                                if s.removed is None and s.cooling_until > now]
                     if cooling:
                         timeout = min(timeout, max(0.01, min(cooling)))
-                    timeout = min(timeout, max(0.01, budget - stalled + 0.01))
+                    if refused.now_refused:
+                        timeout = min(timeout, max(0.01, budget - refused.seconds + 0.01))
                     self._cond.wait(timeout)
                     continue
             on_wait(note)  # outside the lock: callbacks may be slow
@@ -379,14 +389,12 @@ class KeyPool:
 
     # -- outcomes ---------------------------------------------------------------------------
 
-    def _release(self, lease: Lease, *, progress: bool) -> None:
+    def _release(self, lease: Lease) -> None:
         with self._cond:
             if lease._released:
                 return
             lease._released = True
             lease._slot.in_flight = max(0, lease._slot.in_flight - 1)
-            if progress:
-                self._progress_at = self._clock()
             self._cond.notify_all()
 
     def _on_created(self, lease: Lease, result: object) -> None:
@@ -395,7 +403,6 @@ class KeyPool:
         with self._cond:
             slot.backoff = 0.0
             slot.created += 1
-            self._progress_at = self._clock()
             if task_id:
                 self._remember_locked(str(task_id), slot)
 
@@ -493,9 +500,23 @@ class KeyPool:
 
     def _no_capacity_error(self, waited: float, budget: float) -> CapacityError:
         return CapacityError(
-            f"RunningHub had no capacity for {waited:.0f} s (queue budget {budget:.0f} s) on any of the "
+            f"RunningHub refused new tasks for {waited:.0f} s (queue budget {budget:.0f} s) on the "
             f"{len(self._slots)} key(s) of the pool on {self.site.host}; nothing was created. Queue again later, "
             "or add keys to the profile.", code=421, site=self.site.name)
+
+
+class _Refusals:
+    """How long one submitter has waited while RunningHub refused keys with room."""
+
+    def __init__(self):
+        self.seconds = 0.0
+        self.now_refused = False
+        self._last: float | None = None
+
+    def tick(self, now: float) -> None:
+        if self._last is not None and self.now_refused:
+            self.seconds += now - self._last
+        self._last = now
 
 
 def _reason(exc: RunningHubError) -> str:

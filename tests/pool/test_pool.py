@@ -3,6 +3,8 @@ mid-sweep, interrupts, re-attach, and never a task created twice."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from support.clients import make_client
@@ -179,7 +181,23 @@ def test_tasks_of_someone_else_make_a_key_cool_down_not_shrink(sim):
     assert seeds_of(sim.tasks()) == [1000, 1001]
 
 
-def test_no_progress_for_the_budget_fails_with_nothing_created(sim):
+def test_waiting_behind_the_pools_own_tasks_never_runs_out_of_budget(sim):
+    sim.configure(run_seconds=0.6)
+    pool = make_pool(sim, [0], concurrency=1)
+    runs = []
+    for seed in (1300, 1301, 1302):  # each waits for the one before: longer than the budget
+        runs.append(threading.Thread(target=lambda s=seed: run_mod.run_and_wait(
+            pool, kind="workflow", workflow_id=WORKFLOWS["noise"], overrides=[seed_override(s)], poll_policy=FAST,
+            capacity_budget=0.2)))
+    for t in runs:
+        t.start()
+    for t in runs:
+        t.join(60)
+    assert seeds_of(sim.tasks()) == [1300, 1301, 1302]
+    assert peak_overlap(sim.tasks()) == 1
+
+
+def test_refusals_for_the_budget_fail_with_nothing_created(sim):
     sim.configure(concurrency=1, queue_depth=0, run_seconds=30)
     make_client(sim, 0).create_task(WORKFLOWS["empty"])
     pool = make_pool(sim, [0], concurrency=1)
