@@ -54,7 +54,10 @@ def fetch_into(tmp_path, sim):
     return run
 
 
-def test_same_size_images_stream_into_the_exact_batch_masks_included(fetch_into):
+@pytest.mark.parametrize("link", ["slow", "fast"])
+def test_same_size_images_stream_into_the_exact_batch_masks_included(fetch_into, monkeypatch, link):
+    # A slow link decodes as downloads finish, a fast one after them: the same batch either way.
+    monkeypatch.setattr(fetch, "FAST_LINK", float("inf") if link == "slow" else 0.0)
     rng = np.random.default_rng(5)
     blobs = []
     for i in range(7):
