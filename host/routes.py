@@ -238,6 +238,15 @@ async def _network(func: Callable[..., Any], *args: Any) -> Any:
                            "and the site, then try again.") from None
 
 
+async def _remote_workflow(account: Account, workflow_id: str, *, max_age: float = 300.0):
+    """(the workflow's API format, None), or (None, the error reply, scrubbed of the account's keys)."""
+    try:
+        client = _route_client(account)
+        return await _network(lambda: remote_workflow(client, workflow_id, max_age=max_age)), None
+    except Exception as exc:  # noqa: BLE001
+        return None, _route_error(exc, tuple(k.secret for k in account.keys))
+
+
 class RouteTimeout(RunningHubError):
     pass
 
@@ -398,12 +407,9 @@ async def get_workflow_fields(request):
         account = await asyncio.to_thread(_account, profile)
     except Exception as exc:  # noqa: BLE001
         return _route_error(exc)
-    secrets = tuple(k.secret for k in account.keys)
-    try:
-        client = _route_client(account)
-        workflow = await _network(lambda: remote_workflow(client, workflow_id, max_age=0.0 if refresh else 300.0))
-    except Exception as exc:  # noqa: BLE001
-        return _route_error(exc, secrets)
+    workflow, error = await _remote_workflow(account, workflow_id, max_age=0.0 if refresh else 300.0)
+    if error is not None:
+        return error
     rows = describe_workflow_fields(workflow)
     order = {node_id: i for i, node_id in enumerate(sorted({r["nodeId"] for r in rows}, key=_natural))}
     rows.sort(key=lambda r: order[r["nodeId"]])  # stable: fields keep their order inside a node
@@ -432,12 +438,9 @@ async def post_check(request):
         account = await asyncio.to_thread(_account, profile)
     except Exception as exc:  # noqa: BLE001
         return _route_error(exc)
-    secrets = tuple(k.secret for k in account.keys)
-    try:
-        client = _route_client(account)
-        workflow = await _network(remote_workflow, client, workflow_id)
-    except Exception as exc:  # noqa: BLE001
-        return _route_error(exc, secrets)
+    workflow, error = await _remote_workflow(account, workflow_id)
+    if error is not None:
+        return error
     results = [_check_entry(workflow, workflow_id, i, e) for i, e in enumerate(entries)]
     bad = [{k: r[k] for k in ("index", "nodeId", "fieldName", "reason")} for r in results if not r["ok"]]
     return _json({"workflow_id": workflow_id, "ok": not bad, "checked": len(entries), "bad": bad,

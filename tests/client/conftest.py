@@ -1,12 +1,10 @@
-"""Fixtures for client tests against the simulator over real HTTP on loopback."""
-
-import logging
+"""Fixtures for client tests against the simulator over real HTTP on loopback
+(`sim` and `no_key_in_logs` come from support/sim_fixtures.py)."""
 
 import pytest
 
-from support.simulator import Simulator
-
 from support.clients import make_client
+from support.simulator import Simulator
 
 
 @pytest.fixture(scope="module")
@@ -16,22 +14,5 @@ def module_sim():
 
 
 @pytest.fixture
-def sim(module_sim):
-    module_sim.reset()
-    yield module_sim
-    module_sim.clear_faults()
-
-
-@pytest.fixture
 def client(sim):
     return make_client(sim)
-
-
-@pytest.fixture
-def no_key_in_logs(caplog, sim):
-    """Fails the test if any of the simulator's keys shows up in what the pack logged."""
-    caplog.set_level(logging.DEBUG)
-    yield
-    text = caplog.text
-    for key in sim.keys:
-        assert key not in text

@@ -31,11 +31,8 @@ def host(sim, comfy_host_factory):
 
 
 @pytest.fixture(autouse=True)
-def fresh(sim, host):
-    sim.reset()
-    host.wait_idle()
-    yield
-    sim.clear_faults()
+def _fresh_each_test(fresh):
+    """Every test starts from the simulator's start state on an idle ComfyUI."""
 
 
 def png_bytes(pixels: np.ndarray) -> bytes:

@@ -46,11 +46,8 @@ def host(sim, credentials_file, comfy_host_factory):
 
 
 @pytest.fixture(autouse=True)
-def fresh(sim, host):
-    sim.reset()
-    host.wait_idle()
-    yield
-    sim.clear_faults()
+def _fresh_each_test(fresh):
+    """Every test starts from the simulator's start state on an idle ComfyUI."""
 
 
 def seed_folder(host, seeds: list[int]) -> str:

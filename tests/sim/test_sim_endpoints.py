@@ -6,7 +6,7 @@ import json
 import re
 
 import requests
-from conftest import prompt_tips
+from raw_api import prompt_tips
 
 from support.simulator import WORKFLOWS, Simulator
 
