@@ -102,6 +102,7 @@ def main() -> int:
                       "--disable-component-update", "--no-first-run"])
             # A first visit opens the templates dialog: mark the tour as done, as a returning user.
             host.post("/settings/Comfy.TutorialCompleted", json=True)
+            host.post("/settings/Comfy.Minimap.Visible", json=False)
             page = browser.new_page(viewport={"width": 2300, "height": 800})
             page.goto(host.base_url, wait_until="networkidle")
             page.wait_for_function("window.app && window.app.graph && window.LiteGraph", timeout=60_000)
