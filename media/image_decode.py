@@ -234,6 +234,7 @@ class _opened:
 
     def __enter__(self):
         kind = expect_kind(self.data, {"IMAGE"}, label=self.label).name
+        _check_complete(self.data, kind, self.label)
         try:
             self.img = Image.open(io.BytesIO(self.data), formats=[_PIL_FORMAT[kind]])
         except Image.DecompressionBombError as exc:
@@ -257,6 +258,23 @@ class _opened:
         if self.img is not None:
             self.img.close()
         return False
+
+
+def _check_complete(data: bytes, kind: str, label: str) -> None:
+    """Refuse a truncated file by its structure (PNG's IEND chunk, JPEG's EOI marker, GIF's
+    trailer, WEBP's RIFF length), independent of Pillow's process-wide LOAD_TRUNCATED_IMAGES:
+    ComfyUI turns that on while its own nodes load images, and a truncated download decoded
+    then would come out grey-filled, a placeholder in disguise."""
+    tail = data[-4096:]
+    complete = {
+        "png": b"IEND" in tail,
+        "jpeg": b"\xff\xd9" in tail,  # entropy-coded data stuffs 0xFF, so only markers match
+        "gif": b";" in data[-8:],
+        "webp": len(data) >= 12 and int.from_bytes(data[4:8], "little") + 8 <= len(data),
+    }.get(kind, True)
+    if not complete:
+        raise MediaDecodeError(label, f"the {kind.upper()} file is truncated (no end marker): the download "
+                                      "was cut short or the file is damaged")
 
 
 _BOMB_HINT = (

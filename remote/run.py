@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..client.api import RunningHubClient
-from ..client.errors import RunningHubError, TransportError, WorkflowNotFoundError
+from ..client.errors import RunningHubError, TransportError
 from ..client.overrides import NodeOverride, check_overrides, coerce_text_values, merge_overrides
 from ..client.polling import PollPolicy, TaskProgress, wait_for_task
 from ..client.pool import KeyPool
@@ -63,9 +63,7 @@ def prepare_overrides(client: RunningHubClient, kind: str, workflow_id: str,
         return entries
     try:
         workflow = remote_workflow(client, workflow_id)
-    except WorkflowNotFoundError:
-        raise
-    except TransportError as exc:
+    except TransportError as exc:  # business errors (unknown workflow, bad key) are raised as they are
         log.warning("could not fetch workflow %s to check overrides (%s); RunningHub will check them", workflow_id, exc)
         return entries
     entries = coerce_text_values(workflow, entries)

@@ -254,6 +254,19 @@ def test_truncated_other_formats_raise(images, errors, fmt):
         images.decode_images([data[: len(data) // 2]])
 
 
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "GIF", "WEBP"])
+def test_truncated_files_raise_even_while_pillow_accepts_truncated_images(images, errors, fmt, monkeypatch):
+    """ComfyUI's own image loading turns Pillow's LOAD_TRUNCATED_IMAGES on for the whole
+    process for a moment; a cut-short download must still be an error, never grey fill."""
+    from PIL import ImageFile
+
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    data = pil_bytes(Image.fromarray(rgb_array(64, 64)), fmt)
+    with pytest.raises(errors.MediaDecodeError, match="truncated"):
+        images.decode_images([data[: len(data) * 3 // 4]])
+    assert images.decode_images([data]).image.shape == (1, 64, 64, 3)  # the whole file is fine
+
+
 def test_corrupt_png_chunk_raises(images, errors):
     data = bytearray(png(rgb_array(32, 32)))
     data[40:60] = b"\xff" * 20  # inside the IDAT data: CRC and zlib both break
