@@ -10,7 +10,7 @@ from comfy_api.latest import io
 from ..client.errors import WaitInterrupted
 from ..host import accounts, comfy
 from ..remote.fetch import FetchedOutputs, fetch_outputs
-from .run_workflow import describe_progress
+from .sweep import describe_progress
 from .sockets import CATEGORY, RH_TASK, account_input
 
 SIZE_POLICIES = ["pad", "fit", "stretch", "error"]

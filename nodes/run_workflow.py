@@ -4,9 +4,8 @@ Runs go through the account's key pool (client/pool.py), so independent Run node
 list-mapped runs (a list of seeds, prompts or uploaded images) run side by side up to the
 pool's capacity. ComfyUI calls a list-mapped async node once per list element, all at
 once; each call waits in a thread of its own (`_RUNNERS`: the default executor has too few
-threads for a sweep), and the calls of one node in one prompt share a `_Sweep`: one status
-line per run on the node, one stop for all of them (an interrupt, or a failed sibling:
-the node fails anyway, so the siblings' remote tasks are cancelled instead of billed).
+threads for a sweep), and the calls of one node in one prompt share a `Sweep` (nodes/sweep.py):
+one status line per run on the node, one stop for all of them.
 """
 
 from __future__ import annotations
@@ -16,107 +15,20 @@ import contextvars
 import functools
 import logging
 import threading
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 
 from comfy_api.latest import io
 
 from ..client.errors import RunningHubError, WaitInterrupted
 from ..client.polling import PollPolicy, TaskProgress, with_budgets
-from ..client.records import TaskState
 from ..host import accounts, comfy
 from ..remote.run import RemoteTask, run_and_wait
 from .sockets import CATEGORY, RH_OVERRIDES, RH_TASK, account_input
+from .sweep import STAGE, describe_progress, stop_for, sweep_for
 
 log = logging.getLogger("runninghub_bridge.nodes")
 
-_STAGE = {TaskState.QUEUED: 1, TaskState.RUNNING: 2, TaskState.SUCCESS: 4, TaskState.FAILED: 4, TaskState.CANCEL: 4}
 _RUNNERS = ThreadPoolExecutor(max_workers=64, thread_name_prefix="rh-run")
-_KEEP = 64  # sweeps and prompts remembered (the newest ones)
-
-
-def describe_progress(p: TaskProgress) -> str:
-    state = {"QUEUED": "queued", "RUNNING": "running", "SUCCESS": "done", "FAILED": "failed",
-             "CANCEL": "cancelled"}.get(p.state.value, p.state.value.lower())
-    return f"RunningHub task {p.task_id}: {state}, {p.phase_elapsed:.0f} s ({p.elapsed:.0f} s in all)"
-
-
-class _Sweep:
-    """The calls of one Run node in one prompt: a status line each, pool warnings, and the
-    first failure (which stops the others)."""
-
-    def __init__(self, node_id: str | None):
-        self.node_id = node_id
-        self._lock = threading.Lock()
-        self._lines: dict[int, str] = {}
-        self._stages: dict[int, int] = {}
-        self._warnings: list[str] = []
-        self.failed: str | None = None
-
-    def show(self, index: int, line: str, stage: int | None = None, payload: dict | None = None) -> None:
-        with self._lock:
-            self._lines[index] = line
-            if stage is not None:
-                self._stages[index] = stage
-            else:
-                self._stages.setdefault(index, 0)
-            text = self._text_locked()
-            done, total = sum(self._stages.values()), 4 * len(self._stages)
-        comfy.send_status(self.node_id, text, {**(payload or {}), "index": index, "line": line,
-                                               "runs": len(self._lines)})
-        if stage is not None:
-            comfy.set_progress(self.node_id, done, total)
-
-    def warn(self, index: int, text: str) -> None:
-        with self._lock:
-            if text not in self._warnings:
-                self._warnings.append(text)
-        self.show(index, self._lines.get(index, "submitting"), payload={"state": "WARNING", "warning": text})
-
-    def fail(self, index: int, exc: BaseException) -> None:
-        with self._lock:
-            if self.failed is None:
-                self.failed = f"run #{index + 1}: {exc}"
-
-    def _text_locked(self) -> str:
-        lines = [f"⚠ {w}" for w in self._warnings]
-        if len(self._lines) == 1 and not self._warnings:
-            return next(iter(self._lines.values()))
-        lines += [f"#{i + 1} {self._lines[i]}" for i in sorted(self._lines)]
-        return "\n".join(lines)
-
-
-_sweeps: "OrderedDict[tuple, _Sweep]" = OrderedDict()
-_interrupted: "OrderedDict[str, threading.Event]" = OrderedDict()
-_registry_lock = threading.Lock()
-
-
-def _remembered(table: OrderedDict, key, make):
-    with _registry_lock:
-        value = table.get(key)
-        if value is None:
-            value = table[key] = make()
-            while len(table) > _KEEP:
-                table.popitem(last=False)
-        return value
-
-
-def _stop_for(prompt_id: str | None, sweep: _Sweep, abandoned: threading.Event):
-    """should_stop for one run: an interrupt of its prompt, a failed sibling, or ComfyUI
-    abandoning the call (another node failed, so the prompt ends and cancels what is still
-    pending). ComfyUI clears its interrupt flag when the first run raises it, so the prompt
-    keeps its own."""
-    interrupted = threading.Event() if prompt_id is None else _remembered(_interrupted, prompt_id, threading.Event)
-
-    def should_stop() -> bool:
-        if interrupted.is_set() or abandoned.is_set():
-            return True
-        if comfy.interrupt_requested():
-            interrupted.set()
-            return True
-        return sweep.failed is not None
-
-    return should_stop, interrupted
 
 
 class RHRunWorkflow(io.ComfyNode):
@@ -161,17 +73,16 @@ class RHRunWorkflow(io.ComfyNode):
         node_id = cls.hidden.unique_id
         prompt_id, index = comfy.executing_context()
         index = index or 0
-        sweep = _Sweep(node_id) if prompt_id is None else _remembered(_sweeps, (prompt_id, node_id),
-                                                                      lambda: _Sweep(node_id))
+        sweep = sweep_for(prompt_id, node_id)
         abandoned = threading.Event()
-        should_stop, interrupted = _stop_for(prompt_id, sweep, abandoned)
+        should_stop, interrupted = stop_for(prompt_id, sweep, abandoned)
         acct = accounts.account_for(account)
         pool = accounts.pool_for(acct)
         budget = float(max_wait_minutes) * 60.0
         policy = with_budgets(PollPolicy(), queued=budget, running=budget)
 
         def on_progress(p: TaskProgress) -> None:
-            sweep.show(index, describe_progress(p), _STAGE.get(p.state, 1),
+            sweep.show(index, describe_progress(p), STAGE.get(p.state, 1),
                        {"task_id": p.task_id, "state": p.state.value, "elapsed": round(p.elapsed, 1),
                         "phase_elapsed": round(p.phase_elapsed, 1), "polls": p.polls})
 
