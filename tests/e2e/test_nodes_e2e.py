@@ -313,3 +313,12 @@ def test_an_image_over_the_upload_limit_is_refused_before_sending(host, sim):
     assert "30.0 MB" in message or "30 MB" in message, message
     assert "Downscale" in message
     assert sim.count("upload") == 0 and sim.count("create") == 0
+
+
+def test_remote_validation_errors_fail_at_once(host, sim):
+    """433 with promptTips.node_errors: the run fails at create, naming the remote node."""
+    result = host.run(run_fetch(WORKFLOWS["unsupported"]), timeout=60)
+    assert result.status == "error"
+    message = result.error["exception_message"]
+    assert "433" in message and "node 4 (CheckpointLoaderSimple)" in message
+    assert sim.tasks() == [] and sim.count("outputs") == 0
