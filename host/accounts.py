@@ -10,10 +10,10 @@ from ..client.api import RunningHubClient
 from ..client.credentials import Account, ApiKey, CredentialsStore, resolve_account
 from ..client.pool import ENV_KEY_CONCURRENCY, KeyPool, key_concurrency_from, shared_pool
 from ..client.sites import Site
-from ..client.transport import Transport
+from ..client.transport import RetryPolicy, Timeouts, Transport
 from . import comfy
 
-_transports: dict[str, Transport] = {}
+_transports: dict[tuple, Transport] = {}
 _lock = threading.Lock()
 
 
@@ -25,11 +25,13 @@ def account_for(profile: str | None) -> Account:
     return resolve_account(profile, credentials_store())
 
 
-def transport_for(site: Site) -> Transport:
+def transport_for(site: Site, *, timeouts: Timeouts | None = None, retry: RetryPolicy | None = None) -> Transport:
+    """One pooled transport per site and policy for the process (the routes use shorter timeouts)."""
+    cache_key = (site.base_url, timeouts, retry)
     with _lock:
-        transport = _transports.get(site.base_url)
+        transport = _transports.get(cache_key)
         if transport is None:
-            transport = _transports[site.base_url] = Transport(site)
+            transport = _transports[cache_key] = Transport(site, timeouts=timeouts, retry=retry)
         return transport
 
 

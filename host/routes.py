@@ -25,7 +25,6 @@ import asyncio
 import logging
 import re
 import sys
-import threading
 from typing import Any, Awaitable, Callable
 
 from ..client.api import RunningHubClient
@@ -35,8 +34,8 @@ from ..client.errors import (CredentialsError, InvalidNodeInfoError, RunningHubE
                              WorkflowNotFoundError)
 from ..client.overrides import NodeOverride, check_overrides, coerce_text_values, describe_workflow_fields
 from ..client.redact import redact_key, scrub
-from ..client.sites import SITES, Site, resolve_site
-from ..client.transport import RetryPolicy, Timeouts, Transport
+from ..client.sites import SITES, resolve_site
+from ..client.transport import RetryPolicy, Timeouts
 from ..remote.run import remote_workflow
 from . import accounts
 
@@ -55,8 +54,6 @@ _KEY_CHARS = re.compile(r"^[\x21-\x7e]{8,256}$")  # printable ASCII, no spaces
 _RUNNINGHUB_KEY = re.compile(r"^[0-9a-fA-F]{32}$")
 _SITE_CHOICES = ("cn", "ai", "custom")
 
-_transports: dict[str, Transport] = {}
-_transports_lock = threading.Lock()
 
 
 class BadRequest(ValueError):
@@ -204,17 +201,10 @@ def _store() -> CredentialsStore:
     return store
 
 
-def _route_transport(site: Site) -> Transport:
-    """One pooled transport per site for the routes, with timeouts shorter than a run's."""
-    with _transports_lock:
-        transport = _transports.get(site.base_url)
-        if transport is None:
-            transport = _transports[site.base_url] = Transport(site, timeouts=ROUTE_TIMEOUTS, retry=ROUTE_RETRY)
-        return transport
-
-
 def _route_client(account: Account, key_index: int = 0) -> RunningHubClient:
-    return RunningHubClient(account.site, account.keys[key_index], transport=_route_transport(account.site))
+    """A client whose timeouts are shorter than a run's (a route answers a person waiting)."""
+    transport = accounts.transport_for(account.site, timeouts=ROUTE_TIMEOUTS, retry=ROUTE_RETRY)
+    return RunningHubClient(account.site, account.keys[key_index], transport=transport)
 
 
 def network_deadline() -> float:
