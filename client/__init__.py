@@ -12,4 +12,5 @@ Modules, one reason each:
   polling      waiting for a task: adaptive interval, budgets, interrupt, cancel once
   overrides    nodeInfoList entries and their check against an API-format workflow
   downloads    streamed, capped, retried downloads of untrusted output URLs
+  pool         the key pool: which key gets a new task, waiting for capacity (415/421/814)
 """

@@ -18,7 +18,7 @@ overrides = pack_module("client.overrides")
 polling = pack_module("client.polling")
 records = pack_module("client.records")
 downloads = pack_module("client.downloads")
-submit = pack_module("client.submit")
+pool = pack_module("client.pool")
 
 FAST = polling.PollPolicy(fast_interval=0.05, fast_window=0.5, max_interval=0.3)
 
@@ -204,10 +204,11 @@ def test_capacity_421_waits_then_succeeds_without_extra_tasks(client, sim):
     first = client.create_task(WORKFLOWS["empty"])
     with pytest.raises(errors.CapacityError):
         client.create_task(WORKFLOWS["empty"])
-    waits = []
-    second = submit.submit_when_capacity(lambda: client.create_task(WORKFLOWS["empty"]), budget_seconds=20,
-                                         first_delay=0.2, max_delay=0.4, on_wait=lambda e, d: waits.append(e.code))
-    assert waits and set(waits) == {421}
+    creates_before = sim.count("create")
+    one_key = pool.KeyPool.of_client(client, cooldown_first=0.2, cooldown_max=0.4)
+    lease, second = one_key.submit(lambda c: c.create_task(WORKFLOWS["empty"]), budget_seconds=20)
+    lease.release()
+    assert sim.count("create") - creates_before >= 2  # at least one more 421 before the task was made
     assert second.task_id != first.task_id
     assert len(sim.tasks()) == 2  # 421 replies created nothing
 
@@ -216,8 +217,8 @@ def test_capacity_budget_runs_out_with_a_clear_error(client, sim):
     sim.configure(concurrency=1, queue_depth=0, run_seconds=5)
     client.create_task(WORKFLOWS["empty"])
     with pytest.raises(errors.CapacityError, match="nothing was created"):
-        submit.submit_when_capacity(lambda: client.create_task(WORKFLOWS["empty"]), budget_seconds=0.6,
-                                    first_delay=0.2, max_delay=0.2)
+        pool.KeyPool.of_client(client, cooldown_first=0.2, cooldown_max=0.2).submit(
+            lambda c: c.create_task(WORKFLOWS["empty"]), budget_seconds=0.6)
     assert len(sim.tasks()) == 1
 
 
