@@ -52,6 +52,7 @@ BUSY_TIMEOUT = 10.0  # seconds a writer waits for another one
 SUBMITTING, MAY_EXIST = "SUBMITTING", "MAY_EXIST"
 WAITING = ("QUEUED", "RUNNING", "CREATE")  # a task that is still on its way
 ENDED_WITHOUT_OUTPUTS = ("FAILED", "CANCEL")
+_SET_ONCE = ("finished_at",)  # a re-attach to a finished task must not extend its outputs' life
 _SCHEMA_VERSION = 1
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -79,7 +80,6 @@ CREATE TABLE IF NOT EXISTS tasks (
 );
 CREATE INDEX IF NOT EXISTS tasks_by_fingerprint ON tasks (fingerprint, entry);
 CREATE INDEX IF NOT EXISTS tasks_by_task_id ON tasks (task_id);
-CREATE INDEX IF NOT EXISTS tasks_by_update ON tasks (updated_at);
 """
 
 
@@ -306,10 +306,11 @@ class TaskLedger:
         return gone
 
     def prune(self) -> int:
-        """Drop entries not touched for the outputs' lifetime; returns how many."""
+        """Drop entries whose outputs have expired (finished over a lifetime ago) and entries
+        not touched for a lifetime; returns how many."""
         cutoff = self._clock() - self.lifetime
         with self._transaction() as conn:
-            gone = conn.execute("DELETE FROM tasks WHERE updated_at < ?", (cutoff,)).rowcount
+            gone = conn.execute("DELETE FROM tasks WHERE COALESCE(finished_at, updated_at) < ?", (cutoff,)).rowcount
         if gone:
             log.info("task ledger: pruned %d entr%s older than %.0f h", gone, "y" if gone == 1 else "ies",
                      self.lifetime / 3600)
@@ -317,7 +318,8 @@ class TaskLedger:
 
     def _update(self, entry: int, *, only_if_waiting: bool = False, **fields: Any) -> None:
         fields["updated_at"] = self._clock()
-        assignments = ", ".join(f"{name} = ?" for name in fields)
+        assignments = ", ".join(f"{name} = COALESCE({name}, ?)" if name in _SET_ONCE else f"{name} = ?"
+                                for name in fields)
         sql = f"UPDATE tasks SET {assignments} WHERE entry = ?"
         if only_if_waiting:
             sql += f" AND status IN ({', '.join('?' * len(WAITING))})"
