@@ -4,11 +4,13 @@ earlier task instead of creating (and billing) another one, whatever ended the f
 from __future__ import annotations
 
 import io
+import json
 import sqlite3
 import time
 
 import numpy as np
 import pytest
+import requests
 from PIL import Image
 
 from support.graphs import run_fetch, upload_run_fetch
@@ -54,7 +56,10 @@ def executed(result, node_id: str) -> bool:
 
 
 def ledger_rows(host) -> list[dict]:
-    with sqlite3.connect(host.user_dir / "runninghub" / "tasks.sqlite3") as conn:
+    path = host.user_dir / "runninghub" / "tasks.sqlite3"
+    if not path.exists():
+        return []
+    with sqlite3.connect(path) as conn:
         conn.row_factory = sqlite3.Row
         return [dict(r) for r in conn.execute("SELECT * FROM tasks ORDER BY entry")]
 
@@ -72,7 +77,7 @@ def test_a_restart_mid_run_then_requeue_reattaches(host, sim):
     ws, client_id = host.open_ws()
     host.queue_prompt(graph, client_id=client_id)
     deadline = time.monotonic() + 60
-    while not any(t["status"] == "RUNNING" for t in sim.tasks()):
+    while not any(r["status"] == "RUNNING" for r in ledger_rows(host)):  # the create's reply is recorded
         assert time.monotonic() < deadline, "the remote task never started"
         time.sleep(0.1)
     ws.close()
@@ -100,10 +105,16 @@ def test_a_lost_create_reply_then_requeue_says_the_task_may_exist(host, sim):
     assert "may have created a billed RunningHub task" in message
     assert "change the seed" in message and "task panel" in message and "127.0.0.1" in message
     assert sim.count("create") == 1  # no blind second create
+    assert again.error["exception_type"].endswith("TaskMayExistError")
+
+    [entry] = [r for r in ledger_rows(host) if r["status"] == "MAY_EXIST"]
+    assert requests.delete(f"{host.base_url}/runninghub/tasks/{entry['entry']}", timeout=30).status_code == 200
+    assert host.run(graph, timeout=120).status == "success"  # cleared on purpose: a new task
+    assert sim.count("create") == 2
 
     graph["13"]["inputs"]["seed"] = 12  # a new seed asks for a new task on purpose
     assert host.run(graph, timeout=120).status == "success"
-    assert sim.count("create") == 2
+    assert sim.count("create") == 3
 
 
 def test_a_cleared_cache_then_requeue_reuses_the_finished_task(host, sim):
@@ -136,3 +147,38 @@ def test_an_error_in_a_later_node_then_requeue_reattaches(host, sim):
     assert executed(fixed, "13")
     assert sim.count("create") == 1
 
+
+
+
+def test_the_task_panel_routes_list_cancel_and_clear(host, sim):
+    sim.configure(run_seconds=60)
+    base = f"{host.base_url}/runninghub/tasks"
+    prompt = host.queue_prompt(run_fetch(WORKFLOWS["empty"], seed=51))
+    deadline = time.monotonic() + 60
+    while not any(t["status"] == "RUNNING" for t in sim.tasks()):
+        assert time.monotonic() < deadline, "the remote task never started"
+        time.sleep(0.1)
+    [task] = sim.tasks()
+    listing = requests.get(base, timeout=30).json()
+    assert listing["lifetime_hours"] == 24
+    [entry] = [t for t in listing["tasks"] if t["task_id"] == task["taskId"]]
+    assert entry["status"] in ("QUEUED", "RUNNING") and entry["prompt_id"] == prompt and entry["node_id"] == "13"
+    assert entry["key"] == "…" + sim.keys[0][-4:] and sim.keys[0] not in json.dumps(listing)
+    number = entry["entry"]
+
+    assert requests.post(f"{base}/{number}/cancel", data={"x": "1"}, timeout=30).status_code == 415  # a form post
+    assert requests.delete(f"{base}/{number}", timeout=30).status_code == 409  # running: cancel first
+    assert requests.post(f"{base}/abc/cancel", json={}, timeout=30).status_code == 400
+    assert requests.post(f"{base}/999999/cancel", json={}, timeout=30).status_code == 404
+    assert sim.count("cancel") == 0
+
+    reply = requests.post(f"{base}/{number}/cancel", json={}, timeout=30)
+    assert reply.status_code == 200, reply.text
+    assert sim.task(task["taskId"])["cancelled"] is True
+    host.wait_idle()
+    assert host.history(prompt)["status"]["status_str"] == "error"
+    [entry] = [t for t in requests.get(base, timeout=30).json()["tasks"] if t["entry"] == number]
+    assert entry["status"] == "CANCEL"
+    assert requests.post(f"{base}/{number}/cancel", json={}, timeout=30).status_code == 409
+    assert requests.delete(f"{base}/{number}", timeout=30).status_code == 200
+    assert number not in [t["entry"] for t in requests.get(base, timeout=30).json()["tasks"]]
