@@ -236,6 +236,11 @@ class TaskLedger:
         rows = self._read("SELECT * FROM tasks WHERE entry = ?", (int(entry),))
         return rows[0] if rows else None
 
+    def for_task(self, task_id: str) -> LedgerEntry | None:
+        """The newest entry of a task id (e.g. to find the key that created it)."""
+        rows = self._read("SELECT * FROM tasks WHERE task_id = ? ORDER BY entry DESC LIMIT 1", (str(task_id),))
+        return rows[0] if rows else None
+
     def entries(self, limit: int = 200) -> list[LedgerEntry]:
         """The newest entries first."""
         return self._read("SELECT * FROM tasks ORDER BY entry DESC LIMIT ?", (int(limit),))

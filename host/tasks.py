@@ -6,10 +6,11 @@ from __future__ import annotations
 import threading
 import time
 
+from ..client.api import RunningHubClient
 from ..client.credentials import Account
 from ..client.ledger import LedgerEntry, TaskLedger
 from ..remote.reattach import RunJournal
-from . import comfy
+from . import accounts, comfy
 
 TASKS_EVENT = "runninghub.tasks"
 
@@ -33,3 +34,11 @@ def _tell_panel(entry: LedgerEntry | None) -> None:
 def journal(account: Account, seed: int, prompt_id: str | None, node_id: str | None) -> RunJournal:
     """How one RH Run Workflow call is recorded: its account and seed complete the fingerprint."""
     return RunJournal(ledger(), account=account.profile, seed=int(seed), prompt_id=prompt_id, node_id=node_id)
+
+
+def client_for_task(account: Account, task_id: str) -> RunningHubClient:
+    """The client of the key that created `task_id`: the ledger remembers its last 4 across
+    restarts, so a pool need not ask RunningHub key by key."""
+    known = ledger().for_task(task_id)
+    hint = known.key_hint if known is not None and known.site == account.site.base_url else None
+    return accounts.client_for_task(account, task_id, key_hint=hint)

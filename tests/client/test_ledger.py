@@ -86,6 +86,7 @@ def test_a_task_on_its_way_or_finished_is_found_failed_or_cancelled_is_not(ledge
     ledger.moved(entry, "RUNNING")  # a late progress report does not undo the end
     assert ledger.get(entry).status == "SUCCESS"
     assert ledger.lookup(fingerprint(seed=2)) is None
+    assert ledger.for_task("1900000000000000001").entry == entry and ledger.for_task("1") is None
 
     again = ledger.begin(fp)
     ledger.created(again, "1900000000000000002")
