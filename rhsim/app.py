@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from . import protocol as P
+from .bodies import form_text
 from .executors.base import Executor, PromptInvalid, RunContext
 from .faults import FaultBoard
 from .protocol import ApiError, redact
@@ -40,6 +41,7 @@ class Settings:
     webhook_retry_seconds: float = 1.0
     webhook_retries: int = 3
     running_with_wss_url: bool = False  # 804 with data {netWssUrl} instead of null
+    gzip_text_outputs: bool = False  # the output host gzips text files for clients that accept it
 
     def update(self, values: dict) -> None:
         known = {f.name: f for f in fields(self)}
@@ -92,7 +94,8 @@ class SimApp:
         self.foreign_keys = set(foreign_keys)
         self.counters = Counters()
         self.lock = threading.RLock()
-        self.base_url = ""  # set by the server once it listens
+        self.base_url = ""  # the API host, set by the server once it listens
+        self.files_base_url = ""  # the output host, likewise
         self.tasks = TaskManager(self.executor, settings, self._on_success, self._on_finish)
 
     # ------------------------------------------------------------------ hooks
@@ -284,7 +287,7 @@ class SimApp:
                              name=f"rhsim-webhook-{task.task_id}").start()
 
     def _send_webhook(self, task: Task) -> None:
-        reply = self.outputs_reply(task, self.base_url, numeric_cost_time=True)
+        reply = self.outputs_reply(task, numeric_cost_time=True)
         event = {"event": "TASK_END", "taskId": task.task_id, "eventData": P.dumps(reply)}
         if not webhook_allowed(task.webhook.url):
             task.webhook.callback_status = "FAILED"
@@ -294,11 +297,15 @@ class SimApp:
         deliver_webhook(task.webhook, event, self.settings)
 
     # ------------------------------------------------------------------ outputs
-    def output_items(self, task: Task, base_url: str, numeric_cost_time: bool = False) -> list[dict]:
+    def file_url(self, entry) -> str:
+        """Where a published file is downloaded: the output host, whatever Host the client sent."""
+        return self.files_base_url + self.storage.url_path(entry)
+
+    def output_items(self, task: Task, numeric_cost_time: bool = False) -> list[dict]:
         cost_time = task.cost_time if numeric_cost_time else str(task.cost_time)
         return [
             {
-                "fileUrl": base_url + self.storage.url_path(entry),
+                "fileUrl": self.file_url(entry),
                 "fileType": out.file_type,
                 "nodeId": out.node_id,
                 "taskCostTime": cost_time,
@@ -309,7 +316,7 @@ class SimApp:
             for out, entry in zip(task.outputs, task.published)
         ]
 
-    def outputs_reply(self, task: Task, base_url: str, numeric_cost_time: bool = False) -> dict:
+    def outputs_reply(self, task: Task, numeric_cost_time: bool = False) -> dict:
         legacy = self.settings.legacy
         if task.status == QUEUED:
             if legacy:
@@ -320,43 +327,43 @@ class SimApp:
                 return self._finish({"code": 0, "msg": P.LEGACY_RUNNING_MSG, "data": None})
             data = None
             if self.settings.running_with_wss_url:
-                data = {"netWssUrl": f"{base_url.replace('http', 'ws', 1)}/ws?clientId={task.client_id}"}
+                data = {"netWssUrl": f"{self.base_url.replace('http', 'ws', 1)}/ws?clientId={task.client_id}"}
             return self.error_reply(ApiError(P.APIKEY_TASK_IS_RUNNING, data=data))
         if task.status == FAILED:
             data = {"failedReason": task.failed_reason}
             if legacy:
                 return self._finish({"code": P.UNKNOWN_ERROR, "msg": P.LEGACY_FAILED_MSG, "data": data})
             return self.error_reply(ApiError(P.APIKEY_TASK_STATUS_ERROR, data=data))
-        return self.ok(self.output_items(task, base_url, numeric_cost_time))
+        return self.ok(self.output_items(task, numeric_cost_time))
 
     # ------------------------------------------------------------------ endpoints (v1)
-    def ep_create(self, body: dict, key: str | None, base_url: str) -> dict:
+    def ep_create(self, body: dict, key: str | None) -> dict:
         account = self.authenticate(key)
         task = self.create_task(account, kind="workflow", target_id=body.get("workflowId"), body=body)
         return self.ok(self.create_reply_data(task))
 
-    def ep_ai_app_run(self, body: dict, key: str | None, base_url: str) -> dict:
+    def ep_ai_app_run(self, body: dict, key: str | None) -> dict:
         account = self.authenticate(key)
         task = self.create_task(account, kind="ai-app", target_id=body.get("webappId"), body=body)
         return self.ok(self.create_reply_data(task))
 
-    def ep_outputs(self, body: dict, key: str | None, base_url: str) -> dict:
+    def ep_outputs(self, body: dict, key: str | None) -> dict:
         account = self.authenticate(key)
         task = self.own_task(account, self.task_id_param(body))
-        return self.outputs_reply(task, base_url)
+        return self.outputs_reply(task)
 
-    def ep_status(self, body: dict, key: str | None, base_url: str) -> dict:
+    def ep_status(self, body: dict, key: str | None) -> dict:
         account = self.authenticate(key)
         task = self.own_task(account, self.task_id_param(body))
         return self.ok(task.status)
 
-    def ep_cancel(self, body: dict, key: str | None, base_url: str) -> dict:
+    def ep_cancel(self, body: dict, key: str | None) -> dict:
         account = self.authenticate(key)
         task = self.own_task(account, self.task_id_param(body))
         self.tasks.cancel(task)
         return self.ok(None)
 
-    def ep_account_status(self, body: dict, key: str | None, base_url: str) -> dict:
+    def ep_account_status(self, body: dict, key: str | None) -> dict:
         account = self.authenticate(key, "apikey")
         with self.tasks.lock:
             current = self.tasks.running_count(account.key) + self.tasks.queued_count(account.key)
@@ -370,7 +377,7 @@ class SimApp:
         }
         return self.ok(data)
 
-    def ep_get_json_api_format(self, body: dict, key: str | None, base_url: str) -> dict:
+    def ep_get_json_api_format(self, body: dict, key: str | None) -> dict:
         self.authenticate(key)
         workflow_id = body.get("workflowId")
         if workflow_id in (None, "") or isinstance(workflow_id, (bool, dict, list)):
@@ -378,7 +385,7 @@ class SimApp:
         graph = self.workflows.load(str(workflow_id))
         return self.ok({"prompt": json.dumps(graph, ensure_ascii=False)})
 
-    def ep_get_webhook_detail(self, body: dict, key: str | None, base_url: str) -> dict:
+    def ep_get_webhook_detail(self, body: dict, key: str | None) -> dict:
         account = self.authenticate(key)
         task = self.own_task(account, self.task_id_param(body))
         hook = task.webhook
@@ -394,6 +401,20 @@ class SimApp:
             "createTime": _iso(hook.created),
             "updateTime": _iso(hook.updated),
         })
+
+    def ep_upload(self, fields: dict, key: str | None) -> dict:
+        """v1 upload from a parsed multipart form."""
+        account = self.authenticate(key)
+        if "file" not in fields or fields["file"][0] is None:
+            raise ApiError(P.PARAMS_INVALID, "file is required")
+        file_type = form_text(fields, "fileType")
+        if not file_type:
+            raise ApiError(P.PARAMS_INVALID, "fileType is required")
+        if file_type not in ("image", "video", "audio", "input"):
+            raise ApiError(P.PARAMS_INVALID, f"fileType must be image, video, audio or input, not {file_type!r}")
+        filename, data = fields["file"]
+        name, _kind = self.upload(account, data, filename or "", file_type)
+        return self.ok({"fileName": name, "fileType": file_type})
 
     def upload(self, account: Account, data: bytes, filename: str, file_type: str | None) -> tuple[str, str]:
         """Stores an upload; returns (fileName, kind)."""
@@ -413,12 +434,29 @@ class SimApp:
         return name, UPLOAD_KINDS[ext]
 
     # ------------------------------------------------------------------ v2
-    def v2_task_view(self, task: Task, base_url: str) -> dict:
+    def v2_run(self, account: Account, kind: str, target_id: str, body: dict) -> dict:
+        task = self.create_task(account, kind="ai-app" if kind == "ai-app" else "workflow", target_id=target_id,
+                                body=body, api="v2")
+        view = self.v2_task_view(task)
+        return {k: view[k] for k in ("taskId", "status", "errorCode", "errorMessage", "results", "clientId",
+                                     "promptTips")}
+
+    def v2_upload(self, account: Account, fields: dict) -> dict:
+        if "file" not in fields or fields["file"][0] is None:
+            raise ApiError(P.PARAMS_INVALID, "file is required")
+        filename, data = fields["file"]
+        name, kind = self.upload(account, data, filename, None)
+        entry = self.storage.publish(self.storage.resolve_input(name), None, name.split("/")[-1])
+        return {"code": 0, "message": "success", "data": {
+            "type": kind, "download_url": self.file_url(entry), "fileName": name, "size": str(len(data)),
+        }}
+
+    def v2_task_view(self, task: Task) -> dict:
         status = "CANCEL" if task.cancelled else task.status
         results = None
         if task.status == SUCCESS:
             results = [
-                {"url": base_url + self.storage.url_path(entry), "outputType": out.file_type,
+                {"url": self.file_url(entry), "outputType": out.file_type,
                  "text": out.text, "nodeId": out.node_id}
                 for out, entry in zip(task.outputs, task.published)
             ]

@@ -9,6 +9,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 # Upload extensions RunningHub accepts, and the `type` the v2 upload reports for them.
 UPLOAD_KINDS = {
@@ -99,7 +100,7 @@ class Storage:
         return folder / name
 
     def publish(self, path: Path, task_id: str | None = None, name: str | None = None) -> StoredFile:
-        """Makes a file downloadable under `/files/<token>/<name>`."""
+        """Makes a file downloadable from the output host (see url_path)."""
         name = name or path.name
         entry = StoredFile(
             token=secrets.token_hex(16), path=Path(path), name=name,
@@ -115,4 +116,5 @@ class Storage:
 
     @staticmethod
     def url_path(entry: StoredFile) -> str:
-        return f"/files/{entry.token}/{entry.name}"
+        """The file's path on the output host, shaped like RunningHub's storage URLs."""
+        return f"/rh-resource-models/{entry.token}/output/{quote(entry.name)}"
