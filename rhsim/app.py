@@ -17,7 +17,7 @@ from .executors.base import Executor, PromptInvalid, RunContext
 from .faults import FaultBoard
 from .protocol import ApiError, redact
 from .storage import UPLOAD_KINDS, Storage
-from .tasks import FAILED, QUEUED, RUNNING, SUCCESS, Task, TaskManager, WebhookRecord, new_client_id
+from .tasks import FAILED, RUNNING, SUCCESS, WAITING, Task, TaskManager, WebhookRecord, new_client_id
 from .webhook import deliver_webhook, webhook_allowed
 from .workflows import WorkflowStore, apply_overrides, check_overrides, parse_graph_string, parse_node_info_list
 
@@ -40,6 +40,7 @@ class Settings:
     webhook_timeout_seconds: float = 5.0
     webhook_retry_seconds: float = 1.0
     webhook_retries: int = 3
+    create_seconds: float = 0.0  # a new task is CREATE this long before it is QUEUED
     running_with_wss_url: bool = False  # 804 with data {netWssUrl} instead of null
     gzip_text_outputs: bool = False  # the output host gzips text files for clients that accept it
 
@@ -265,7 +266,7 @@ class SimApp:
         return {
             "taskId": task.task_id,
             "clientId": task.client_id,
-            "taskStatus": QUEUED if task.status == QUEUED else RUNNING if task.status == RUNNING else task.status,
+            "taskStatus": task.status,
             "promptTips": P.dumps(task.prompt_tips),
             "netWssUrl": None,
         }
@@ -318,7 +319,7 @@ class SimApp:
 
     def outputs_reply(self, task: Task, numeric_cost_time: bool = False) -> dict:
         legacy = self.settings.legacy
-        if task.status == QUEUED:
+        if task.status in WAITING:
             if legacy:
                 return self._finish({"code": 0, "msg": P.LEGACY_QUEUED_MSG, "data": None})
             return self.error_reply(ApiError(P.APIKEY_TASK_IS_QUEUED))

@@ -1,4 +1,4 @@
-"""Tasks and their life cycle: QUEUED -> RUNNING -> SUCCESS | FAILED, per-key concurrency."""
+"""Tasks and their life cycle: [CREATE ->] QUEUED -> RUNNING -> SUCCESS | FAILED, per-key concurrency."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from .protocol import redact
 
 log = logging.getLogger("rhsim.tasks")
 
-QUEUED, RUNNING, SUCCESS, FAILED = "QUEUED", "RUNNING", "SUCCESS", "FAILED"
+CREATE, QUEUED, RUNNING, SUCCESS, FAILED = "CREATE", "QUEUED", "RUNNING", "SUCCESS", "FAILED"
+WAITING = (CREATE, QUEUED)  # created, not running yet: both count against the queue
 
 
 class TaskIds:
@@ -142,7 +143,7 @@ class TaskManager:
 
     def queued_count(self, key: str) -> int:
         with self.lock:
-            return sum(1 for t in self._tasks.values() if t.key == key and t.status == QUEUED)
+            return sum(1 for t in self._tasks.values() if t.key == key and t.status in WAITING)
 
     def has_room(self, key: str) -> bool:
         """Whether a new task for `key` may be created (a slot or room in the queue)."""
@@ -154,7 +155,9 @@ class TaskManager:
 
     # -- changes --------------------------------------------------------------
     def add(self, task: Task) -> None:
+        """Takes a new task: CREATE for `create_seconds` if set, else QUEUED."""
         with self.lock:
+            task.status = CREATE if self.settings.create_seconds > 0 else QUEUED
             self._tasks[task.task_id] = task
             log.info("task %s created for key %s (%s %s)", task.task_id, redact(task.key), task.kind, task.workflow_id)
             self._pump()
@@ -162,7 +165,7 @@ class TaskManager:
 
     def cancel(self, task: Task) -> bool:
         with self.lock:
-            if task.status not in (QUEUED, RUNNING):
+            if task.status not in (*WAITING, RUNNING):
                 return False
             was_running = task.status == RUNNING
             task.cancelled = True
@@ -202,11 +205,13 @@ class TaskManager:
             if t.status == RUNNING:
                 running[t.key] = running.get(t.key, 0) + 1
         for task in self.all():
+            if task.status == CREATE and now - task.created >= self.settings.create_seconds:
+                task.status = QUEUED
             if task.status != QUEUED:
                 continue
             if running.get(task.key, 0) >= self.settings.concurrency:
                 continue
-            if now - task.created < self.settings.queue_seconds:
+            if now - task.created < self.settings.create_seconds + self.settings.queue_seconds:
                 continue
             running[task.key] = running.get(task.key, 0) + 1
             task.status = RUNNING
