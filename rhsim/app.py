@@ -15,6 +15,7 @@ from . import protocol as P
 from .bodies import form_text
 from .executors.base import Executor, PromptInvalid, RunContext
 from .faults import FaultBoard
+from .progress import TaskFeed
 from .protocol import ApiError, redact
 from .storage import UPLOAD_KINDS, Storage
 from .tasks import FAILED, RUNNING, SUCCESS, WAITING, Task, TaskManager, WebhookRecord, new_client_id
@@ -22,6 +23,9 @@ from .webhook import deliver_webhook, webhook_allowed
 from .workflows import WorkflowStore, apply_overrides, check_overrides, parse_graph_string, parse_node_info_list
 
 log = logging.getLogger("rhsim.app")
+
+
+CHOICES = {"websocket": ("on", "off", "drop", "silent")}
 
 
 @dataclass
@@ -41,7 +45,9 @@ class Settings:
     webhook_retry_seconds: float = 1.0
     webhook_retries: int = 3
     create_seconds: float = 0.0  # a new task is CREATE this long before it is QUEUED
-    running_with_wss_url: bool = False  # 804 with data {netWssUrl} instead of null
+    websocket: str = "on"  # on | off (no netWssUrl) | drop (cut after websocket_drop_after messages) | silent
+    websocket_drop_after: int = 3  # messages a `drop` socket sends before the connection is cut
+    progress_steps: int = 20  # progress steps the built-in executor's sampler-like node reports
     gzip_text_outputs: bool = False  # the output host gzips text files for clients that accept it
 
     def update(self, values: dict) -> None:
@@ -50,6 +56,8 @@ class Settings:
             if name not in known:
                 raise ValueError(f"unknown setting {name!r}")
             kind = type(getattr(self, name))
+            if name in CHOICES and value not in CHOICES[name]:
+                raise ValueError(f"{name} must be one of {', '.join(CHOICES[name])}")
             if kind is bool and not isinstance(value, bool):
                 raise ValueError(f"{name} must be true or false")
             try:
@@ -238,7 +246,7 @@ class SimApp:
         except PromptInvalid as exc:
             raise ApiError(P.VALIDATE_PROMPT_FAILED, data={"promptTips": P.dumps(exc.prompt_tips)}) from exc
         ctx = RunContext(task_id=task_id, graph=final_graph, storage=self.storage,
-                         add_metadata=bool(add_metadata), state=state)
+                         add_metadata=bool(add_metadata), state=state, feed=TaskFeed(state["prompt_id"]))
         task = Task(
             task_id=task_id, client_id=client_id, key=account.key, kind=kind, workflow_id=target_id,
             overrides=[o.as_dict() for o in overrides], graph=final_graph, prompt_tips=tips, ctx=ctx,
@@ -268,8 +276,14 @@ class SimApp:
             "clientId": task.client_id,
             "taskStatus": task.status,
             "promptTips": P.dumps(task.prompt_tips),
-            "netWssUrl": None,
+            "netWssUrl": self.wss_url(task) if task.status == RUNNING else None,
         }
+
+    def wss_url(self, task: Task) -> str | None:
+        """The task's websocket (ComfyUI's `/ws?clientId=`), unless sockets are off."""
+        if self.settings.websocket == "off":
+            return None
+        return f"{self.base_url.replace('http', 'ws', 1)}/ws?clientId={task.client_id}"
 
     # ------------------------------------------------------------------ finish
     def _on_success(self, task: Task) -> None:
@@ -326,9 +340,8 @@ class SimApp:
         if task.status == RUNNING:
             if legacy:
                 return self._finish({"code": 0, "msg": P.LEGACY_RUNNING_MSG, "data": None})
-            data = None
-            if self.settings.running_with_wss_url:
-                data = {"netWssUrl": f"{self.base_url.replace('http', 'ws', 1)}/ws?clientId={task.client_id}"}
+            url = self.wss_url(task)
+            data = {"netWssUrl": url} if url else None
             return self.error_reply(ApiError(P.APIKEY_TASK_IS_RUNNING, data=data))
         if task.status == FAILED:
             data = {"failedReason": task.failed_reason}

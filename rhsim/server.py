@@ -22,6 +22,7 @@ from .files import make_files_app
 from .hooks import handle_hook
 from .protocol import ApiError, redact
 from .replies import json_reply, send, spring_error
+from .websocket import handle_ws
 
 log = logging.getLogger("rhsim.http")
 
@@ -67,6 +68,8 @@ async def route(request: web.Request, app: SimApp) -> web.StreamResponse:
     path = request.path
     if path.startswith("/__sim__/"):
         return await handle_hook(request, app)
+    if path == "/ws" and request.method == "GET":
+        return await handle_ws(request, app)
     if path in V1_ROUTES or path == V1_UPLOAD or V2_RUN_RE.match(path) or path in (V2_QUERY, V2_UPLOAD):
         if request.method != "POST":
             await read_body(request)

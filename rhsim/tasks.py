@@ -84,9 +84,15 @@ class Task:
             return 0
         return max(1, math.ceil(self.finished - self.started - 1e-6))
 
+    @property
+    def feed(self):
+        return self.ctx.feed
+
     def summary(self) -> dict:
         return {
             "taskId": self.task_id,
+            "clientId": self.client_id,
+            "promptId": self.ctx.prompt_id,
             "key": redact(self.key),
             "status": self.status,
             "cancelled": self.cancelled,
@@ -137,6 +143,15 @@ class TaskManager:
         with self.lock:
             return sorted(self._tasks.values(), key=lambda t: (t.created, t.task_id))
 
+    def by_client_id(self, client_id: str) -> Task | None:
+        with self.lock:
+            return next((t for t in self._tasks.values() if t.client_id == client_id), None)
+
+    def open_count(self, key: str) -> int:
+        """Tasks of `key` not finished yet (ComfyUI's `queue_remaining` for its socket)."""
+        with self.lock:
+            return sum(1 for t in self._tasks.values() if t.key == key and t.status in (*WAITING, RUNNING))
+
     def running_count(self, key: str) -> int:
         with self.lock:
             return sum(1 for t in self._tasks.values() if t.key == key and t.status == RUNNING)
@@ -173,6 +188,8 @@ class TaskManager:
             task.failed_reason = cancelled_reason()
             task.status = FAILED
             log.info("task %s cancelled while %s", task.task_id, "running" if was_running else "queued")
+            if was_running:
+                task.feed.interrupted(task.graph)
             self.on_finish(task)
             self._pump()
             self._wake.notify_all()
@@ -231,9 +248,9 @@ class TaskManager:
         except Exception as exc:  # noqa: BLE001 - an executor bug still ends the task
             log.exception("task %s: executor error", task.task_id)
             reason = failed_reason("", "", type(exc).__name__, str(exc))
-        remaining = task.started + task.run_seconds - time.time()
-        if remaining > 0:
-            task.ctx.cancel_event.wait(remaining)
+        failed_node = (reason or {}).get("node_id") or None
+        self.executor.play(task.ctx, outputs, failed_node, task.started + task.run_seconds - time.time(),
+                           self.settings.progress_steps)
         with self.lock:
             if task.status != RUNNING:  # cancelled meanwhile
                 return
@@ -244,9 +261,11 @@ class TaskManager:
                 task.outputs = outputs
                 self.on_success(task)
                 task.status = SUCCESS
+                task.feed.succeeded()
             else:
                 task.failed_reason = reason
                 task.status = FAILED
+                task.feed.failed(reason, task.graph)
             log.info("task %s finished: %s in %.2fs", task.task_id, task.status, task.finished - task.started)
             self.on_finish(task)
             self._pump()

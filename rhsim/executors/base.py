@@ -51,7 +51,13 @@ class RunContext:
     storage: Any
     add_metadata: bool = True
     cancel_event: threading.Event = field(default_factory=threading.Event)
-    state: Any = None  # whatever submit() returned
+    state: Any = None  # whatever submit() returned; holds the ComfyUI `prompt_id`
+    feed: Any = None  # progress.TaskFeed: the task's websocket messages
+    executed: list[str] = field(default_factory=list)  # node ids in the order they ran
+
+    @property
+    def prompt_id(self) -> str:
+        return (self.state or {}).get("prompt_id", "")
 
     def check_cancel(self) -> None:
         if self.cancel_event.is_set():
@@ -69,6 +75,12 @@ class Executor:
     def run(self, ctx: RunContext) -> list[OutputFile]:
         """Executes; returns the saved files. Raises NodeFailure or Cancelled."""
         raise NotImplementedError
+
+    def play(self, ctx: RunContext, files: list[OutputFile], failed_node: str | None, seconds: float,
+             steps: int) -> None:
+        """Fills the task's minimum running time (`seconds`) once run() returned, sending
+        whatever progress the executor has not sent live. Returns early on cancel."""
+        ctx.cancel_event.wait(max(0.0, seconds))
 
     def cancel(self, ctx: RunContext) -> None:
         ctx.cancel_event.set()

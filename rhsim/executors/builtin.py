@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Callable
@@ -20,6 +21,7 @@ import numpy as np
 from PIL import Image, ImageOps, ImageSequence
 from PIL.PngImagePlugin import PngInfo
 
+from ..progress import play_builtin
 from .base import (
     Cancelled,
     Executor,
@@ -620,13 +622,18 @@ class BuiltinExecutor(Executor):
 
     def submit(self, graph, task_id, client_id):
         tips = self.validate(graph)
-        return tips, {"outputs": tips["outputs_to_execute"]}
+        return tips, {"outputs": tips["outputs_to_execute"], "prompt_id": str(uuid.uuid4())}
+
+    def play(self, ctx, files, failed_node, seconds, steps):
+        """The graph ran at once; its ComfyUI-like progress is spread over the running time."""
+        order = ctx.executed + ([failed_node] if failed_node and failed_node not in ctx.executed else [])
+        play_builtin(ctx.feed, ctx.graph, order, files, seconds, steps, ctx.cancel_event)
 
     # -- execution ------------------------------------------------------------
     def run(self, ctx: RunContext) -> list[OutputFile]:
         graph = ctx.graph
         results: dict[str, tuple] = {}
-        executed: list[str] = []
+        executed: list[str] = ctx.executed
         files: list[OutputFile] = []
 
         def evaluate(node_id: str):
