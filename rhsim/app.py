@@ -48,6 +48,7 @@ class Settings:
     websocket: str = "on"  # on | off (no netWssUrl) | drop (cut after websocket_drop_after messages) | silent
     websocket_drop_after: int = 3  # messages a `drop` socket sends before the connection is cut
     progress_steps: int = 20  # progress steps the built-in executor's sampler-like node reports
+    uploads_per_account: bool = False  # an upload is visible only to tasks of the key that made it
     gzip_text_outputs: bool = False  # the output host gzips text files for clients that accept it
 
     def update(self, values: dict) -> None:
@@ -242,10 +243,11 @@ class SimApp:
         task_id, client_id = self.tasks.ids.next(), new_client_id()
         # Validation (and, for ComfyUI, input uploads and enqueueing) runs outside the lock.
         try:
-            tips, state = self.executor.submit(final_graph, task_id, client_id)
+            files = self.storage.for_account(account.key, self.settings.uploads_per_account)
+            tips, state = self.executor.submit(final_graph, task_id, client_id, files)
         except PromptInvalid as exc:
             raise ApiError(P.VALIDATE_PROMPT_FAILED, data={"promptTips": P.dumps(exc.prompt_tips)}) from exc
-        ctx = RunContext(task_id=task_id, graph=final_graph, storage=self.storage,
+        ctx = RunContext(task_id=task_id, graph=final_graph, storage=files,
                          add_metadata=bool(add_metadata), state=state, feed=TaskFeed(state["prompt_id"]))
         task = Task(
             task_id=task_id, client_id=client_id, key=account.key, kind=kind, workflow_id=target_id,
@@ -443,7 +445,7 @@ class SimApp:
                            f"unsupported file type {ext or '(none)'!r}; accepted: {', '.join(UPLOAD_KINDS)}")
         if not data:
             raise ApiError(P.PARAMS_INVALID, "file is empty")
-        name = self.storage.save_upload(data, ext)
+        name = self.storage.save_upload(data, ext, account.key)
         log.info("upload by key %s: %s (%d bytes)", redact(account.key), name, len(data))
         return name, UPLOAD_KINDS[ext]
 

@@ -67,8 +67,9 @@ class RunContext:
 class Executor:
     name = "base"
 
-    def submit(self, graph: dict, task_id: str, client_id: str) -> tuple[dict, Any]:
-        """Validates (and, for a remote engine, enqueues) the graph.
+    def submit(self, graph: dict, task_id: str, client_id: str, storage=None) -> tuple[dict, Any]:
+        """Validates (and, for a remote engine, enqueues) the graph, finding input files in
+        `storage` (the creating account's view of it; default: the executor's own).
         Returns (promptTips, state) or raises PromptInvalid."""
         raise NotImplementedError
 

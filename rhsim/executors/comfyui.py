@@ -88,7 +88,7 @@ class ComfyUIExecutor(Executor):
         reply = json.loads(data)
         return f"{reply['subfolder']}/{reply['name']}" if reply.get("subfolder") else reply["name"]
 
-    def _upload_inputs(self, graph: dict) -> dict:
+    def _upload_inputs(self, graph: dict, storage) -> dict:
         """Uploads every referenced local input file; returns the graph with ComfyUI's names."""
         graph = json.loads(json.dumps(graph))
         done: dict[str, str] = {}
@@ -98,7 +98,7 @@ class ComfyUIExecutor(Executor):
                 value = inputs.get(name)
                 if not isinstance(value, str):
                     continue
-                path = self.storage.resolve_input(value)
+                path = storage.resolve_input(value)
                 if path is None:
                     continue
                 if value not in done:
@@ -117,12 +117,12 @@ class ComfyUIExecutor(Executor):
                       key=lambda x: (0, int(x), "") if x.isdigit() else (1, 0, x))
 
     # ------------------------------------------------------------------ submit
-    def submit(self, graph, task_id, client_id):
+    def submit(self, graph, task_id, client_id, storage=None):
         prompt_id = str(uuid.uuid4())
         relay = PromptRelay(self._ws_url(client_id), prompt_id, timeout_seconds=self.timeout_seconds)
         relay.start()
         try:
-            remote_graph = self._upload_inputs(graph)
+            remote_graph = self._upload_inputs(graph, storage or self.storage)
             status, reply = self._json("POST", "/prompt", {"prompt": remote_graph, "client_id": client_id,
                                                            "prompt_id": prompt_id})
         except ComfyUIError as exc:
