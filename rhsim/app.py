@@ -170,15 +170,16 @@ class SimApp:
     # ------------------------------------------------------------------ helpers
     def ok(self, data: Any) -> dict:
         reply = {"code": 0, "msg": self.settings.legacy_success_msg if self.settings.legacy else "success", "data": data}
-        return self._finish(reply)
+        return self.finish(reply)
 
-    def _finish(self, reply: dict) -> dict:
+    def finish(self, reply: dict) -> dict:
+        """Adds what the current drift mode puts on every envelope."""
         if self.settings.legacy:
             reply["errorMessages"] = None
         return reply
 
     def error_reply(self, err: ApiError) -> dict:
-        return self._finish({"code": err.code, "msg": err.msg, "data": err.data})
+        return self.finish({"code": err.code, "msg": err.msg, "data": err.data})
 
     def authenticate(self, key: Any, param: str = "apiKey") -> Account:
         if not key or not isinstance(key, str):
@@ -337,18 +338,18 @@ class SimApp:
         legacy = self.settings.legacy
         if task.status in WAITING:
             if legacy:
-                return self._finish({"code": 0, "msg": P.LEGACY_QUEUED_MSG, "data": None})
+                return self.finish({"code": 0, "msg": P.LEGACY_QUEUED_MSG, "data": None})
             return self.error_reply(ApiError(P.APIKEY_TASK_IS_QUEUED))
         if task.status == RUNNING:
             if legacy:
-                return self._finish({"code": 0, "msg": P.LEGACY_RUNNING_MSG, "data": None})
+                return self.finish({"code": 0, "msg": P.LEGACY_RUNNING_MSG, "data": None})
             url = self.wss_url(task)
             data = {"netWssUrl": url} if url else None
             return self.error_reply(ApiError(P.APIKEY_TASK_IS_RUNNING, data=data))
         if task.status == FAILED:
             data = {"failedReason": task.failed_reason}
             if legacy:
-                return self._finish({"code": P.UNKNOWN_ERROR, "msg": P.LEGACY_FAILED_MSG, "data": data})
+                return self.finish({"code": P.UNKNOWN_ERROR, "msg": P.LEGACY_FAILED_MSG, "data": data})
             return self.error_reply(ApiError(P.APIKEY_TASK_STATUS_ERROR, data=data))
         return self.ok(self.output_items(task, numeric_cost_time))
 

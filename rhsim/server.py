@@ -22,7 +22,7 @@ from .files import make_files_app
 from .hooks import handle_hook
 from .protocol import ApiError, redact
 from .replies import json_reply, send, spring_error
-from .websocket import handle_ws
+from .websocket import handle_ws, track_sockets
 
 log = logging.getLogger("rhsim.http")
 
@@ -57,6 +57,7 @@ def make_api_app(app: SimApp) -> web.Application:
 
     api.router.add_route("*", "/{tail:.*}", dispatch)
     api.on_response_prepare.append(_server_header)
+    track_sockets(api)
     return api
 
 
@@ -88,14 +89,14 @@ async def route(request: web.Request, app: SimApp) -> web.StreamResponse:
 
 async def _reply(request: web.Request, app: SimApp, payload: dict, fault) -> web.StreamResponse:
     body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-    return await send(request, 200, body, "application/json", fault=fault, envelope=app._finish)
+    return await send(request, 200, body, "application/json", fault=fault, envelope=app.finish)
 
 
 async def _fault_before(request: web.Request, app: SimApp, endpoint: str):
     """(fault, early reply): a fault that does not perform the request answers at once."""
     fault = app.faults.take(endpoint)
     if fault is not None and not fault.commits:
-        return fault, await send(request, 200, b"", "application/json", fault=fault, envelope=app._finish)
+        return fault, await send(request, 200, b"", "application/json", fault=fault, envelope=app.finish)
     return fault, None
 
 
@@ -215,7 +216,7 @@ class Listeners:
 
 
 async def _listen(web_app: web.Application, host: str, port: int) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(web_app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(web_app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=128, reuse_address=True)
     await site.start()

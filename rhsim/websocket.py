@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from .app import SimApp
 from .progress import message, status_message
@@ -21,6 +21,19 @@ from .replies import reset_connection, spring_error
 log = logging.getLogger("rhsim.ws")
 
 _CLOSED = None  # queued when the client goes away
+OPEN_SOCKETS = web.AppKey("open_sockets", set)  # every task socket of the API host
+
+
+def track_sockets(api: web.Application) -> None:
+    """Keeps the API host's open sockets, and closes them when it shuts down (a socket waits
+    for messages indefinitely and would otherwise hold the shutdown up)."""
+    api[OPEN_SOCKETS] = set()
+
+    async def close_all(_api: web.Application) -> None:
+        for socket in list(api[OPEN_SOCKETS]):
+            await socket.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+
+    api.on_shutdown.append(close_all)
 
 
 async def handle_ws(request: web.Request, app: SimApp) -> web.StreamResponse:
@@ -40,6 +53,7 @@ async def handle_ws(request: web.Request, app: SimApp) -> web.StreamResponse:
         loop.call_soon_threadsafe(inbox.put_nowait, msg)
 
     current = task.feed.attach(sink)
+    request.app[OPEN_SOCKETS].add(socket)
     reader = asyncio.create_task(_read_until_closed(socket, inbox))
     try:
         if mode == "silent":
@@ -51,6 +65,7 @@ async def handle_ws(request: web.Request, app: SimApp) -> web.StreamResponse:
         ])
     finally:
         task.feed.detach(sink)
+        request.app[OPEN_SOCKETS].discard(socket)
         reader.cancel()
         log.info("websocket for task %s closed", task.task_id)
     return socket

@@ -7,9 +7,10 @@ import re
 import time
 
 import pytest
+import requests
 import websocket
 
-from support.simulator import SimulatorError
+from support.simulator import WORKFLOWS, Simulator, SimulatorError
 from ws_client import kinds, read_one, read_until_done, ws_url
 
 
@@ -175,3 +176,16 @@ def test_sockets_are_counted(api, sim):
     task = _queued_task(api, sim)
     _connect(sim, task["clientId"]).close()
     assert sim.count("ws", api.key) == 1
+
+
+def test_sigterm_stops_promptly_with_a_socket_open():
+    """An open task socket must not hold the simulator up when it is told to stop."""
+    with Simulator(run_seconds=60) as own:
+        reply = requests.post(own.base_url + "/task/openapi/create", timeout=10,
+                              json={"apiKey": own.keys[0], "workflowId": WORKFLOWS["empty"]}).json()
+        socket = websocket.create_connection(reply["data"]["netWssUrl"], timeout=10)
+        started = time.monotonic()
+        own.process.terminate()
+        assert own.process.wait(20) == 0
+        assert time.monotonic() - started < 10
+        socket.close()
