@@ -1,8 +1,9 @@
 """The output host: a second listener that serves result files, as RunningHub's storage/CDN
 host does (`/rh-resource-models/<token>/output/<name>`), apart from the API host.
 
-Like a CDN it answers `Range` requests (206) and, when `gzip_text_outputs` is on, sends text
-files gzip-encoded to clients that accept it."""
+Like a CDN it answers `Range` requests (206), when `gzip_text_outputs` is on sends text
+files gzip-encoded to clients that accept it, and when `redirect_outputs` is on answers the
+published path with a 302 to the file's CDN path (`/cdn/<token>/<name>`, always served)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import asyncio
 import gzip
 import re
 import time
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -19,6 +21,7 @@ from .replies import EXPIRED_XML, plain, send
 from .storage import StoredFile
 
 FILE_PATH_RE = re.compile(r"^/rh-resource-models/([0-9a-f]{32})/output/([^/]+)$")
+CDN_PATH_RE = re.compile(r"^/cdn/([0-9a-f]{32})/([^/]+)$")
 TEXT_TYPES = ("text/", "application/json")
 
 
@@ -41,13 +44,16 @@ def _live(app: SimApp, entry: StoredFile | None, name: str) -> bool:
 async def serve_file(request: web.Request, app: SimApp) -> web.StreamResponse:
     await read_body(request)
     app.count("files", None)
-    match = FILE_PATH_RE.match(request.path)
+    published = FILE_PATH_RE.match(request.path)
+    match = published or CDN_PATH_RE.match(request.path)
     fault = app.faults.take("files")
     if fault is not None and not fault.commits:
         return await send(request, 404, b"", "application/xml", fault=fault)
     entry = app.storage.lookup(match.group(1)) if match else None
     if not _live(app, entry, match.group(2) if match else ""):
         return plain(404, EXPIRED_XML.encode(), "application/xml")
+    if published and app.settings.redirect_outputs:
+        return plain(302, b"", "text/plain", {"Location": f"{app.files_base_url}/cdn/{entry.token}/{quote(entry.name)}"})
     if request.method not in ("GET", "HEAD"):
         return plain(405, b"", "text/plain", {"Allow": "GET, HEAD"})
     data = await asyncio.to_thread(entry.path.read_bytes)

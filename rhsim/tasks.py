@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .executors.base import Cancelled, Executor, NodeFailure, OutputFile, RunContext, cancelled_reason, failed_reason
+from .progress import status_message
 from .protocol import redact
 
 log = logging.getLogger("rhsim.tasks")
@@ -190,6 +191,7 @@ class TaskManager:
             log.info("task %s cancelled while %s", task.task_id, "running" if was_running else "queued")
             if was_running:
                 task.feed.interrupted(task.graph)
+                task.feed.publish(status_message(self.open_count(task.key)))
             self.on_finish(task)
             self._pump()
             self._wake.notify_all()
@@ -266,6 +268,7 @@ class TaskManager:
                 task.failed_reason = reason
                 task.status = FAILED
                 task.feed.failed(reason, task.graph)
+            task.feed.publish(status_message(self.open_count(task.key)))
             log.info("task %s finished: %s in %.2fs", task.task_id, task.status, task.finished - task.started)
             self.on_finish(task)
             self._pump()

@@ -49,3 +49,18 @@ def test_text_outputs_may_be_gzipped_like_a_cdn(api, sim):
 
 def test_nagle_is_off_on_accepted_connections(sim):
     assert _health(sim)["tcpNoDelay"] is True
+
+
+def test_outputs_may_redirect_like_a_cdn(api, sim):
+    (item,) = api.run("noise")["data"]
+    direct = requests.get(item["fileUrl"], timeout=5).content
+    sim.configure(redirect_outputs=True)
+    hop = requests.get(item["fileUrl"], timeout=5, allow_redirects=False)
+    assert hop.status_code == 302
+    location = urlsplit(hop.headers["Location"])
+    assert f"{location.scheme}://{location.netloc}" == _health(sim)["filesBaseUrl"] and location.path.startswith("/cdn/")
+    followed = requests.get(item["fileUrl"], timeout=5)
+    assert followed.status_code == 200 and followed.content == direct and len(followed.history) == 1
+    sim.expire_outputs(sim.tasks()[-1]["taskId"])
+    assert requests.get(item["fileUrl"], timeout=5, allow_redirects=False).status_code == 404
+    assert requests.get(hop.headers["Location"], timeout=5).status_code == 404

@@ -67,6 +67,16 @@ def test_builtin_run_speaks_comfyui_protocol(api, sim):
     assert set(messages[-2]["data"]) == {"prompt_id", "timestamp"}
 
 
+def test_the_queue_status_follows_the_end_of_a_prompt(api, sim):
+    task = _queued_task(api, sim)
+    socket = _connect(sim, task["clientId"])
+    try:
+        read_until_done(socket)
+        assert read_one(socket) == {"type": "status", "data": {"status": {"exec_info": {"queue_remaining": 0}}}}
+    finally:
+        socket.close()
+
+
 def test_progress_is_spread_over_the_running_time(api, sim):
     task = _queued_task(api, sim, run_seconds=2, progress_steps=4)
     socket = _connect(sim, task["clientId"])
