@@ -360,6 +360,8 @@ async def test_profile(request):
     try:
         name = _profile_name(request.match_info.get("name", ""))
         account = await asyncio.to_thread(_account, name)
+    except ProfileChangeRefused as exc:  # it exists, but points where its keys may not go
+        return _route_error(exc)
     except CredentialsError as exc:
         return _error(scrub(str(exc), _known_keys()), 404, error_type=type(exc).__name__)
     except Exception as exc:  # noqa: BLE001
