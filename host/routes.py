@@ -1,8 +1,9 @@
 """The pack's HTTP routes under `/runninghub/...`, for the front end (settings dialog, field
 picker, override check). ComfyUI also serves each of them under `/api/runninghub/...`.
 
-    GET    /runninghub/profiles                              profiles, keys redacted
-    POST   /runninghub/profiles/{name}                       create / change a profile (site, keys)
+    GET    /runninghub/profiles                              profiles; each key as {id, hint}
+    POST   /runninghub/profiles/{name}                       create / change a profile: site, base_url,
+                                                             keys | add_keys, remove_key_ids
     DELETE /runninghub/profiles/{name}                       remove a profile
     POST   /runninghub/profiles/{name}/test                  account status of every key of the profile
     GET    /runninghub/workflows/{workflow_id}/fields        overridable fields (?profile=&refresh=1)
@@ -10,14 +11,17 @@ picker, override check). ComfyUI also serves each of them under `/api/runninghub
 
 Rules every handler keeps:
 - a key goes in (once, in a POST body) and never comes out: replies, logs and error texts
-  carry only `…` + its last 4 characters;
+  carry only `…` + its last 4 characters, and a stored key is addressed by an opaque id;
+  no reply depends on a stored key beyond that (adding a key already there is a no-op);
+- a key is bound to the site it was entered for (client.credentials decides);
 - input is validated before anything is written or sent, and answered 400 with a message;
 - network work runs in a worker thread with short client timeouts and an overall deadline
   (`NETWORK_DEADLINE` seconds, or `RUNNINGHUB_ROUTE_TIMEOUT`), answered 504 when it passes.
 Every route is registered behind host_guard: a request addressed to a host name that is not
 this machine's (DNS rebinding) is answered 403 before any handler runs.
 Errors are `{"error": message, "error_type": name, "code": RunningHub code or null}`: 400 bad
-input, 404 unknown profile or workflow, 409 no usable key (none configured, unknown profile
+input or a refused profile change (site change with keys, address not allowed, too many keys), 403
+host not allowed, 404 unknown profile or workflow, 409 no usable key (none configured, unknown profile
 name, damaged credentials file), 502 RunningHub refused or failed, 504 deadline passed.
 """
 

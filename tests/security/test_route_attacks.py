@@ -81,6 +81,17 @@ def test_no_reply_depends_on_the_stored_key_beyond_its_last_four(plain):
         assert_no_key(text, [first, second], "reply")
 
 
+def test_max_keys_counts_the_stored_pool(plain):
+    """Repeated adds used to store any number of keys (50 per request)."""
+    many = [f"{i:032x}" for i in range(70)]
+    for start in range(0, 50, 10):
+        assert post(plain, "/runninghub/profiles/many", {"add_keys": many[start:start + 10]}).status_code == 200
+    for extra in (many[50:60], many[:1]):  # new keys, or one already there: the same refusal
+        refused = post(plain, "/runninghub/profiles/many", {"add_keys": extra})
+        assert refused.status_code == 400 and "At most 50 keys per profile" in refused.json()["error"]
+    assert len(json.loads(credentials(plain).read_text())["profiles"]["many"]["keys"]) == 50
+
+
 # --------------------------------------------------------------------------- item 2
 
 
