@@ -2,7 +2,6 @@
 
 import pytest
 
-from support.clients import make_client
 from support.simulator import Simulator
 
 
@@ -10,8 +9,3 @@ from support.simulator import Simulator
 def module_sim():
     with Simulator(run_seconds=0.3, concurrency=2) as sim:
         yield sim
-
-
-@pytest.fixture
-def client(sim):
-    return make_client(sim)

@@ -128,8 +128,10 @@ export function renderProfilesPanel() {
         remove.addEventListener("click", async () => {
           if (!(await confirmAction(t("settings.removeKey"), t("settings.confirmRemoveKey", { key: hint, name: profile.name })))) return;
           try {
-            await routes.saveProfile(profile.name, { remove_key_ids: [id] });
-            toast("success", t("settings.keyRemoved", { key: hint, name: profile.name }));
+            const reply = await routes.saveProfile(profile.name, { remove_key_ids: [id] });
+            // A warning means the id was stale (the server restarted): nothing was removed.
+            if (reply.warnings?.length) toast("warn", reply.warnings.join("\n"));
+            else toast("success", t("settings.keyRemoved", { key: hint, name: profile.name }));
           } catch (err) {
             toast("error", err.message);
           }
