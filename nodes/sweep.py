@@ -24,7 +24,8 @@ _KEEP = 64  # sweeps and prompts remembered (the newest ones)
 def describe_progress(p: TaskProgress) -> str:
     state = {"QUEUED": "queued", "RUNNING": "running", "SUCCESS": "done", "FAILED": "failed",
              "CANCEL": "cancelled"}.get(p.state.value, p.state.value.lower())
-    return f"RunningHub task {p.task_id}: {state}, {p.phase_elapsed:.0f} s ({p.elapsed:.0f} s in all)"
+    line = f"RunningHub task {p.task_id}: {state}, {p.phase_elapsed:.0f} s ({p.elapsed:.0f} s in all)"
+    return line + (" - RunningHub not answering, still waiting" if p.trouble else "")
 
 
 class Sweep:
