@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import re
 import socket
 import struct
 import time
+import zlib
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -209,6 +211,10 @@ class Handler(BaseHTTPRequestHandler):
             self._raw_send(200, HTML_200.encode("utf-8"), "text/html;charset=utf-8")
         elif kind == "expired":
             self._raw_send(404, EXPIRED_XML.encode(), "application/xml")
+        elif kind == "compressed":
+            encoding = str(params.get("encoding", "gzip"))
+            packed = gzip.compress(body) if encoding == "gzip" else zlib.compress(body)
+            self._raw_send(status, packed, content_type, {**(headers or {}), "Content-Encoding": encoding})
         elif kind == "api_error":
             code = int(params["code"])
             reply = self.app._finish({"code": code, "msg": params.get("msg") or P.MESSAGES.get(code, "UNKNOWN_ERROR"),
