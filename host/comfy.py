@@ -67,6 +67,17 @@ def send_status(node_id: str | None, text: str, payload: dict[str, Any] | None =
         server.send_sync(STATUS_EVENT, {"node": str(node_id), "text": text, **(payload or {})}, server.client_id)
 
 
+def broadcast(event: str, data: dict[str, Any]) -> None:
+    """A JSON event to every open front end (e.g. the task panel); safe from worker threads."""
+    try:
+        from server import PromptServer
+
+        server = PromptServer.instance
+    except Exception:  # not inside a ComfyUI server (e.g. a script)
+        return
+    server.send_sync(event, data, None)
+
+
 def set_progress(node_id: str | None, value: float, total: float, prompt_id: str | None = None) -> None:
     """The node's progress bar in the front end, sent without ComfyUI's progress hook.
 
@@ -104,6 +115,11 @@ def user_dir() -> str:
 def credentials_path() -> str:
     """`<ComfyUI user dir>/runninghub/credentials.json`: outside the pack, so updates keep it."""
     return os.path.join(user_dir(), "runninghub", "credentials.json")
+
+
+def ledger_path() -> str:
+    """`<ComfyUI user dir>/runninghub/tasks.sqlite3`: the task ledger, kept across restarts."""
+    return os.path.join(user_dir(), "runninghub", "tasks.sqlite3")
 
 
 def new_temp_file(suffix: str) -> str:
