@@ -304,6 +304,36 @@ def test_a_video_value_goes_up_unchanged_and_comes_back(host, sim):
     assert (probe.width, probe.height, probe.frame_count) == (16, 16, 6)
 
 
+@pytest.mark.comfyui_min("0.33.0")  # VIDEO values with a trim window (core node "Trim Video")
+@pytest.mark.parametrize(("start", "duration", "frames"), [(0.25, 0.0, 4), (0.0, 0.0, 6)])
+def test_a_trimmed_video_goes_up_trimmed_and_an_untrimmed_one_unchanged(host, sim, start, duration, frames):
+    """Fetch's VIDEO (6 frames at 8 fps) → Trim Video → RH Upload: the upload holds only the
+    trimmed frames; a trim that keeps everything still sends the original file's bytes."""
+    import hashlib
+
+    import requests
+
+    graph = run_fetch(WORKFLOWS["mixed"], save_images=False)
+    graph["18"] = {"class_type": "Video Slice", "inputs": {"video": ["14", 2], "start_time": start,
+                                                           "duration": duration, "strict_duration": False}}
+    graph["19"] = {"class_type": "RHUpload", "inputs": {"video": ["18", 0], "account": "default"}}
+    graph["20"] = {"class_type": "RHNodeOverride", "inputs": {"node_id": "1", "field_name": "file",
+                                                              "value": ["19", 0]}}
+    graph.update(run_fetch(WORKFLOWS["video"], overrides=["20", 0], prefix="v", save_images=False))
+    result = host.run(graph, timeout=120)
+    assert result.status == "success", result.error
+    first, second = sorted(sim.tasks(), key=lambda t: t["created"])
+    client = make_client(sim)
+    original = next(o for o in client.outputs(first["taskId"]).result.outputs if o.node_id == "7")
+    original_bytes = requests.get(original.url, timeout=5).content
+    uploaded = next(o for o in client.outputs(second["taskId"]).result.outputs)
+    uploaded_bytes = requests.get(uploaded.url, timeout=5).content
+    probe = pack_module("media.video").probe_video(uploaded_bytes)
+    assert (probe.width, probe.height, probe.frame_count) == (16, 16, frames)
+    sent_as_is = second["overrides"][0]["fieldValue"] == f"api/{hashlib.sha256(original_bytes).hexdigest()}.mp4"
+    assert sent_as_is == (frames == 6)
+
+
 def test_an_image_over_the_upload_limit_is_refused_before_sending(host, sim):
     noise = np.random.default_rng(5).integers(0, 256, (3200, 3400, 3), dtype=np.uint8)
     name = host.upload_image(png_bytes(noise), "huge-noise.png")["name"]
