@@ -279,6 +279,24 @@ def test_fetch_shows_previews_of_what_it_fetched(host, sim):
     assert "2 image(s) 64x48" in result.outputs["14"]["text"][0]
 
 
+def test_fetch_previews_its_audio(host, sim):
+    """The node's preview has an audio player for the fetched audio, as Preview Audio's."""
+    import requests
+
+    result = host.run(run_fetch(WORKFLOWS["mixed"], save_images=False), timeout=120)
+    assert result.status == "success", result.error
+    (preview,) = result.outputs["14"]["audio"]
+    assert preview["type"] == "temp"
+    audio = pack_module("media.audio")
+    shown = audio.decode_audio(host.view_bytes(preview["filename"], preview["subfolder"], "temp"))
+    (task,) = sim.tasks()
+    remote = next(o for o in make_client(sim).outputs(task["taskId"]).result.outputs if o.node_id == "9")
+    original = audio.decode_audio(requests.get(remote.url, timeout=5).content)
+    assert shown["sample_rate"] == original["sample_rate"]
+    assert shown["waveform"].shape == original["waveform"].shape
+    assert float((shown["waveform"] - original["waveform"]).abs().max()) == 0.0  # the file as fetched
+
+
 def test_a_video_value_goes_up_unchanged_and_comes_back(host, sim):
     """Fetch's VIDEO → RH Upload (no re-encode) → a remote LoadVideo/SaveVideo run → Fetch → SaveVideo."""
     graph = run_fetch(WORKFLOWS["mixed"], save_images=False)
