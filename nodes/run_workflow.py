@@ -115,6 +115,8 @@ class RHRunWorkflow(io.ComfyNode):
             sweep.show(index, str(exc), 4, {"state": "CANCEL", "task_id": exc.task_id})
             comfy.raise_interrupt()
             raise
+        except comfy.interrupt_exception():
+            raise  # ComfyUI's own stop is no failure (an Exception in 0.3.75, a BaseException later)
         except Exception as exc:
             sweep.fail(index, exc)
             sweep.show(index, f"failed: {exc}"[:400], 4, {"state": "FAILED", "task_id": getattr(exc, "task_id", None)})
