@@ -28,6 +28,7 @@ from ..client.overrides import NodeOverride, merge_overrides
 from ..client.polling import TaskProgress
 from ..client.records import TaskHandle, TaskResult
 from ..client.sites import Site
+from ..client.stop import tasks_left_running
 
 log = logging.getLogger("runninghub_bridge.remote")
 T = TypeVar("T")
@@ -146,9 +147,10 @@ class LedgerRun:
         except TaskNotFoundError as exc:
             self._finish("FAILED", message=f"RunningHub does not know this task: {exc}")
             raise
-        except WaitInterrupted as exc:  # the stop cancelled the task (or said how to)
-            self._finish("CANCEL", message=str(exc))
-            raise
+        except WaitInterrupted as exc:
+            if not tasks_left_running():  # the stop cancelled the task (or said how to)
+                self._finish("CANCEL", message=str(exc))
+            raise  # left running at shutdown: the next run re-attaches to it
         self._finish("SUCCESS", result=result)
         return result
 

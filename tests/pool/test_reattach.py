@@ -139,3 +139,30 @@ def test_a_refused_create_leaves_no_entry_and_a_garbled_reply_is_may_exist(sim, 
     with pytest.raises(ledger_mod.TaskMayExistError):
         run(pool, book)
     assert sim.count("create") == 2
+
+
+@pytest.fixture
+def shutdown():
+    """client.stop's process-wide shutdown, undone after the test (the process goes on)."""
+    stop = pack_module("client.stop")
+    yield stop
+    stop._shutdown.clear()
+    stop._leave_tasks_running = False
+
+
+def test_a_task_left_running_at_shutdown_is_reattached_by_the_next_run(sim, book, shutdown):
+    sim.configure(run_seconds=3.0)
+    pool = make_pool(sim, [0])
+
+    def shut_down_once_created():
+        wait_until(lambda: book.entries() and book.entries()[0].status != "SUBMITTING", timeout=30)
+        shutdown.shut_down(leave_tasks_running=True)  # RUNNINGHUB_ON_SHUTDOWN=leave
+
+    threading.Thread(target=shut_down_once_created, daemon=True).start()
+    with pytest.raises(errors.WaitInterrupted):
+        run(pool, book)
+    [entry] = book.entries()
+    assert entry.status in ("QUEUED", "RUNNING") and sim.count("cancel") == 0
+    shutdown._shutdown.clear()  # the next process
+    task = run(pool, book)
+    assert task.task_id == entry.task_id and sim.count("create") == 1
