@@ -17,7 +17,8 @@ from support.simulator import WORKFLOWS
 
 pytestmark = pytest.mark.browser
 
-TAB_BUTTON = ".runninghub-tasks-tab-button"
+# Front end 1.32 marks the sidebar button with a class, 1.58 with a test id.
+TAB_BUTTON = ".runninghub-tasks-tab-button, [data-testid=runninghub-tasks-tab-button]"
 
 
 @pytest.fixture(scope="module")
