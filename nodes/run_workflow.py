@@ -98,7 +98,7 @@ class RHRunWorkflow(io.ComfyNode):
             run_and_wait, pool, kind=kind, workflow_id=workflow_id, overrides=list(overrides or ()),
             instance_type=instance_type, poll_policy=policy, should_stop=should_stop, on_progress=on_progress,
             on_submitted=on_submitted, on_wait=on_wait, on_warning=lambda text: sweep.warn(index, text),
-            journal=tasks.journal(acct, seed, prompt_id, node_id))
+            journal=tasks.journal(acct, seed, prompt_id, node_id, index))
         try:
             task: RemoteTask = await asyncio.get_running_loop().run_in_executor(
                 _RUNNERS, contextvars.copy_context().run, call)
