@@ -485,7 +485,7 @@ def test_routes_are_registered_once(host):
     assert routes.register_routes(server) is True
     assert routes.register_routes(server) is True
     assert sorted((r.method, r.path) for r in server.routes) == sorted((m, p) for m, p, _ in routes.ROUTES)
-    assert len(routes.ROUTES) == 6
+    assert len({(m, p) for m, p, _ in routes.ROUTES}) == len(routes.ROUTES)  # each route once
 
     late = Server(started=True)
     assert routes.register_routes(late) is False
