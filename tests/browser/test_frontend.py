@@ -18,6 +18,7 @@ import requests
 from PIL import Image
 
 from support.comfy_host import PACK_DIR_NAME
+from support.secret_scan import remember
 from support.simulator import WORKFLOWS
 
 pytestmark = pytest.mark.browser
@@ -25,6 +26,7 @@ pytestmark = pytest.mark.browser
 INVERT = WORKFLOWS["invert"]  # LoadImage(1) -> ImageInvert(2) -> SaveImage(3)
 INPUT_NAME = "rh_browser_input.png"
 INPUT_RGB = (10, 200, 30)
+BAD_KEY = "0123456789abcdef0123456789abcdef"  # a key the simulator does not know
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +114,7 @@ def test_extension_loads_without_console_errors(fresh, plain_comfy, open_page):
 
 def test_key_set_in_settings_reaches_only_the_credentials_file(fresh, sim, open_page):
     key, second = sim.keys
+    remember([BAD_KEY])  # the end-of-session scan looks for it too
     page = open_page(fresh)
     page.open_settings("RunningHub")
     panel = page.page.locator("[data-testid=rh-settings]")
@@ -138,7 +141,7 @@ def test_key_set_in_settings_reaches_only_the_credentials_file(fresh, sim, open_
     # a second profile on the other site; a bad key shows the actionable error
     panel.locator(".rh-profile-name-input").fill("work")
     panel.locator(".rh-site").select_option("ai")
-    key_input.fill("0123456789abcdef0123456789abcdef")
+    key_input.fill(BAD_KEY)
     key_input.press("Enter")
     work = panel.locator(".rh-profile[data-profile=work]")
     work.locator(".rh-key[data-key='…cdef']").wait_for()
@@ -155,7 +158,7 @@ def test_key_set_in_settings_reaches_only_the_credentials_file(fresh, sim, open_
     assert work.locator(".rh-key").count() == 1
 
     # add a second key, then remove it by the opaque id the server handed out (confirm dialog)
-    key_input.fill("0123456789abcdef0123456789abcdef")
+    key_input.fill(BAD_KEY)
     key_input.press("Enter")
     extra = work.locator(".rh-key[data-key='…cdef']")
     extra.wait_for()
@@ -214,7 +217,7 @@ def test_key_set_in_settings_reaches_only_the_credentials_file(fresh, sim, open_
         "server log": fresh.log_text(),
     }
     for where, text in places.items():
-        for secret in (key, second, "0123456789abcdef0123456789abcdef"):
+        for secret in (key, second, BAD_KEY):
             assert secret not in text, f"a key is in the {where}"
 
 
