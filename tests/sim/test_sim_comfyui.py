@@ -113,3 +113,22 @@ def test_socket_relays_real_comfyui_messages(comfy_sim):
     executed = next(m["data"] for m in messages if m["type"] == "executed")
     assert executed["node"] == "2" and executed["output"]["images"][0]["type"] == "output"
     assert kinds(messages)[-2:] == ["execution_success", "executing"]
+
+
+def test_per_account_uploads_are_not_sent_to_comfyui_for_other_keys(comfy_sim):
+    """With uploads per account, another key's task does not get the file: ComfyUI itself
+    refuses the LoadImage (433), and the owner's task runs."""
+    pixels = np.random.default_rng(11).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    comfy_sim.configure(uploads_per_account=True)
+    try:
+        name = _upload(comfy_sim, buf.getvalue(), "private.png")
+        body = {"workflowId": WORKFLOWS["invert"],
+                "nodeInfoList": [{"nodeId": "1", "fieldName": "image", "fieldValue": name}]}
+        other = _post(comfy_sim, "/task/openapi/create", {**body, "apiKey": comfy_sim.keys[1]})
+        assert other["code"] == 433 and "1" in json.loads(other["data"]["promptTips"])["node_errors"]
+        own = _post(comfy_sim, "/task/openapi/create", {**body, "apiKey": comfy_sim.keys[0]})
+        assert own["code"] == 0 and _wait(comfy_sim, own["data"]["taskId"])["code"] == 0
+    finally:
+        comfy_sim.configure(uploads_per_account=False)
