@@ -92,7 +92,7 @@ def test_comfyui_execution_error_is_805(comfy_sim):
 def test_socket_relays_real_comfyui_messages(comfy_sim):
     """The task's socket carries the real ComfyUI's messages for its prompt (buffered while
     the simulated task is queued), and ends once the simulated task has succeeded."""
-    comfy_sim.configure(queue_seconds=1.0)
+    comfy_sim.configure(queue_seconds=2.0)
     try:
         created = _post(comfy_sim, "/task/openapi/create",
                         {"apiKey": comfy_sim.keys[0], "workflowId": WORKFLOWS["empty"]})
@@ -150,7 +150,7 @@ def test_builtin_messages_have_real_comfyuis_order_and_shapes(comfy_sim, sim):
     bar: progress_steps 0)."""
     runs = []
     for each in (comfy_sim, sim):
-        each.configure(queue_seconds=1.0, progress_steps=0)
+        each.configure(queue_seconds=2.0, progress_steps=0)
         try:
             created = _post(each, "/task/openapi/create", {"apiKey": each.keys[0], "workflowId": WORKFLOWS["empty"]})
             socket = websocket.create_connection(ws_url(each, created["data"]["clientId"]), timeout=60)

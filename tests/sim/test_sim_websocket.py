@@ -19,8 +19,9 @@ def _connect(sim, client_id: str, timeout: float = 15) -> websocket.WebSocket:
 
 
 def _queued_task(api, sim, wf: str = "invert", **settings) -> dict:
-    """A task still queued, so a socket opened now sees its whole run."""
-    sim.configure(queue_seconds=0.6, **settings)
+    """A task still queued, so a socket opened now sees its whole run (generous time to
+    connect on a loaded machine)."""
+    sim.configure(queue_seconds=1.5, **settings)
     reply = api.create(wf)
     assert reply["data"]["taskStatus"] == "QUEUED" and reply["data"]["netWssUrl"] is None
     return reply["data"]
