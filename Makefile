@@ -11,13 +11,14 @@ RH_SIM_PORT ?= 8765
 
 .PHONY: setup test test-fast sim bench demo example-workflow
 
-## setup: build (once) ComfyUI 0.3.75 and the venv; prints VENV= and COMFYUI_DIR=
+## setup: build (once) the test hosts (ComfyUI 0.3.75, 0.33.0, front end 1.58.1) and their venvs
 setup:
 	bash scripts/bootstrap.sh
 
-## test: every test (unit, simulator, real-ComfyUI end-to-end, browser)
+## test: every test (unit, simulator, real-ComfyUI end-to-end, browser) on every host of
+## the matrix (RH_HOSTS; scripts/test-matrix.sh)
 test:
-	$(RUN) python -m pytest $(PYTEST_ARGS)
+	$(RUN) bash scripts/test-matrix.sh $(PYTEST_ARGS)
 
 ## test-fast: everything but the end-to-end and browser tests
 test-fast:

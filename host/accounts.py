@@ -65,6 +65,7 @@ def client_for(account: Account) -> RunningHubClient:
     return pool_for(account).client()
 
 
-def client_for_task(account: Account, task_id: str) -> RunningHubClient:
-    """The client of the key that created `task_id` (outputs, status and cancel must use it)."""
-    return pool_for(account).client_for_task(task_id)
+def client_for_task(account: Account, task_id: str, key_hint: str | None = None) -> RunningHubClient:
+    """The client of the key that created `task_id` (outputs, status and cancel must use it);
+    `key_hint` (its last 4, from the task ledger) picks it without asking RunningHub."""
+    return pool_for(account).client_for_task(task_id, key_hint=key_hint)

@@ -44,6 +44,7 @@ from ..client.sites import SITES, resolve_site
 from ..client.transport import RetryPolicy, Timeouts
 from ..remote.run import remote_workflow
 from . import accounts, host_guard
+from .task_panel import TASK_ROUTES
 
 log = logging.getLogger("runninghub_bridge.routes")
 
@@ -495,6 +496,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", f"{PREFIX}/profiles/{{name}}/test", test_profile),
     ("GET", f"{PREFIX}/workflows/{{workflow_id}}/fields", get_workflow_fields),
     ("POST", f"{PREFIX}/workflows/{{workflow_id}}/check", post_check),
+    *TASK_ROUTES,
 ]
 _MARK = "_runninghub_bridge_routes"
 

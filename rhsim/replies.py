@@ -7,11 +7,13 @@ faults at the socket, as they would on a flaky network."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import logging
 import socket
 import struct
 import time
+import zlib
 from http import HTTPStatus
 
 from aiohttp import web
@@ -91,6 +93,10 @@ async def send(request: web.Request, status: int, body: bytes, content_type: str
     if kind == "delay":
         await asyncio.sleep(float(params.get("seconds", 1.0)))
         return plain(status, body, content_type, headers)
+    if kind == "compressed":
+        encoding = str(params.get("encoding", "gzip"))
+        packed = gzip.compress(body) if encoding == "gzip" else zlib.compress(body)
+        return plain(status, packed, content_type, {**(headers or {}), "Content-Encoding": encoding})
     return _replacement(request, kind, params, body, envelope)
 
 

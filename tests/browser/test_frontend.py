@@ -166,7 +166,8 @@ def test_key_set_in_settings_reaches_only_the_credentials_file(fresh, sim, open_
     assert work.locator(".rh-key").count() == 1
     page.shot("key-removed")
     work.locator(".rh-delete-profile").click()
-    page.page.get_by_role("button", name=re.compile("^Delete$")).click()
+    # The confirm dialog's button; front end 1.5x puts an icon glyph before its name.
+    page.page.get_by_role("dialog").get_by_role("button", name=re.compile(r"^\W*Delete$")).click()
     work.wait_for(state="detached")
     page.shot("profile-deleted")
 
@@ -269,7 +270,7 @@ def test_picker_fills_overrides_and_the_graph_runs(fresh, sim, open_page):
     page.js("""(id) => { const n = app.graph.getNodeById(id);
         n.widgets.find(w => w.name === 'node_id').value = '3';
         n.widgets.find(w => w.name === 'field_name').value = 'filename';
-        app.extensionManager.workflow.activeWorkflow.changeTracker.checkState(); }""", ids["ov2"])
+        window.rhTestCaptureState(); }""", ids["ov2"])
     wait_js(page, "(id) => app.graph.getNodeById(id).rhCheck.state === 'bad'", ids["ov2"])
     wait_js(page, "(id) => app.graph.getNodeById(id).rhCheck.state === 'ok'", ids["ov"])
     flag = page.page.locator(".rh-check[data-state=bad]")
@@ -286,7 +287,7 @@ def test_picker_fills_overrides_and_the_graph_runs(fresh, sim, open_page):
     values = page.widget_values(ids["ov2"])
     assert (values["node_id"], values["field_name"], values["text_value"]) == ("3", "filename_prefix", "inverted")
     page.js("""(id) => { const w = app.graph.getNodeById(id).widgets.find(w => w.name === 'text_value');
-        w.value = 'picked'; app.extensionManager.workflow.activeWorkflow.changeTracker.checkState(); }""", ids["ov2"])
+        w.value = 'picked'; window.rhTestCaptureState(); }""", ids["ov2"])
     wait_js(page, "(id) => app.graph.getNodeById(id).rhCheck.state === 'ok'", ids["ov2"])
     assert page.page.locator(".rh-check[data-state=bad]").count() == 0
     page.shot("entries-checked")

@@ -133,10 +133,10 @@ def test_retry_after_is_honoured(sim):
     client = make_client(sim, sleep=lambda s: slept.append(s))
     sim.fault("accountStatus", "http_error", count=1, status=503, retry_after=1)
     client.account_status()
-    assert slept == [1.0]
+    assert sum(slept) == pytest.approx(1.0) and max(slept) <= 0.2  # in ticks that check for a stop
 
 
-@pytest.mark.parametrize("kind", ["malformed_json", "html_200", "html_502"])
+@pytest.mark.parametrize("kind", ["malformed_json", "html_200"])
 def test_non_protocol_replies_are_protocol_errors_not_success_nor_endless(client, sim, kind):
     handle = client.create_task(WORKFLOWS["empty"])
     sim.fault("outputs", kind, count=50)
@@ -145,8 +145,7 @@ def test_non_protocol_replies_are_protocol_errors_not_success_nor_endless(client
         polling.wait_for_task(client, handle.task_id, policy=FAST)
     assert time.monotonic() - started < 15
     assert handle.task_id in str(info.value) and "RH Fetch Outputs" in str(info.value)
-    if kind != "html_502":
-        assert isinstance(info.value, errors.ProtocolError)
+    assert isinstance(info.value, errors.ProtocolError)
 
 
 def test_lost_create_reply_is_never_resubmitted(client, sim):

@@ -17,7 +17,7 @@ from typing import Callable, Iterable, Mapping
 import pytest
 
 from . import secret_scan
-from .comfy_host import ComfyHost
+from .comfy_host import ComfyHost, selected_host
 
 
 @pytest.fixture(scope="session")
@@ -63,6 +63,27 @@ def comfy_host_factory() -> Callable[..., ComfyHost]:
 def comfy_with_pack(comfy_host_factory) -> ComfyHost:
     """The pack in a real ComfyUI with no RunningHub settings at all."""
     return comfy_host_factory()
+
+
+# --------------------------------------------------------------------------------------
+# `@pytest.mark.comfyui_min("0.33.0")`: a test of something older hosts do not have (a trim
+# window on VIDEO values, say). On an older host of the matrix it is deselected, not skipped:
+# the matrix runs it on the hosts that have the feature.
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
+
+
+def pytest_collection_modifyitems(config, items):
+    host = _version(selected_host())
+    kept, dropped = [], []
+    for item in items:
+        marker = item.get_closest_marker("comfyui_min")
+        (dropped if marker and host < _version(marker.args[0]) else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 # --------------------------------------------------------------------------------------
