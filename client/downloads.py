@@ -1,27 +1,38 @@
 """Downloads of output files: the URLs come from the network, so they are untrusted.
 
 - only http(s); redirects followed by hand (at most 3) and each hop checked again;
-- addresses on this machine or a private network are refused unless the account itself
-  points at such a base URL (a local proxy, or the simulator in tests);
+- only global addresses, checked before connecting (`check_url`) and again for the address
+  actually connected to (`check_peer`); a custom base URL (a local proxy, or the simulator
+  in tests) lets its own host through, nothing else;
 - streamed, with a size cap checked against Content-Length and while reading;
-- connect/read timeouts and an overall deadline; a reset mid-body restarts the download
-  (a bounded number of times) so the body is either whole or an error, never truncated.
+- connect/read timeouts and an overall deadline, retried through the one retry helper
+  (retry.Attempts: Retry-After honoured); a reset mid-body restarts the download (a
+  bounded number of times) so the body is either whole or an error, never truncated;
+- the run's stop (client/stop.py) and the deadline are checked between body chunks, and a
+  watcher cuts a read that blocks (a server trickling bytes) within a tick of either;
+- `Content-Encoding: gzip/deflate` bodies are decoded; Content-Length is compared with the
+  bytes on the wire, the size cap with the decoded bytes.
 """
 
 from __future__ import annotations
 
+import contextvars
 import ipaddress
 import logging
+import re
 import socket
-import time
-from typing import BinaryIO
+import threading
+from contextlib import contextmanager
+from typing import BinaryIO, Callable, Iterable, Iterator
 from urllib.parse import urljoin, urlparse
 
 import requests
 
 from .errors import DownloadError
+from .retry import Attempts, RetryPolicy, parse_retry_after
 from .sites import Site
-from .transport import RetryPolicy, Timeouts
+from .stop import TICK, stop_requested
+from .transport import Timeouts
 
 log = logging.getLogger("runninghub_bridge.client")
 
@@ -29,70 +40,142 @@ DEFAULT_MAX_BYTES = 2 * 1024 ** 3  # 2 GiB: a long video; images are capped lowe
 _CHUNK = 1024 * 1024
 
 
-def _is_local_address(host: str) -> bool:
-    try:
-        infos = socket.getaddrinfo(host, None)
-    except socket.gaierror:
-        return False  # resolution fails later with a clear connection error
-    for info in infos:
-        addr = ipaddress.ip_address(info[4][0].split("%", 1)[0])
-        if addr.is_loopback or addr.is_private or addr.is_link_local or addr.is_reserved or addr.is_unspecified:
-            return True
-    return False
+Resolver = Callable[[str], Iterable[str]]  # host name -> its addresses
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_INET_ATON_PART = re.compile(r"^(0x[0-9a-f]*|0[0-7]*|[1-9][0-9]*)$")
 
 
-def check_url(url: str, site: Site, *, task_id: str | None = None) -> str:
+def system_resolver(host: str) -> list[str]:
+    return [info[4][0] for info in socket.getaddrinfo(host, None)]
+
+
+def check_url(url: str, site: Site, *, task_id: str | None = None, resolve: Resolver | None = None) -> str:
+    """`url`, when it may be fetched: http(s), and every address of its host global (no
+    loopback, private, link-local, shared 100.64/10, reserved...), in whatever form the
+    host is written (v4-mapped, hex, octal, decimal). A custom base URL (a local proxy, the
+    simulator) lets its own host through, on any port, and nothing else."""
     parsed = urlparse(url or "")
+    where = f" (task {task_id})" if task_id else ""
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise DownloadError(f"RunningHub returned an output URL that is not http(s): {url[:120]!r}"
-                            + (f" (task {task_id})" if task_id else ""), task_id=task_id, site=site.name)
-    if site.name != "custom" and _is_local_address(parsed.hostname):
-        raise DownloadError(f"Refusing to download an output from a local or private address ({parsed.hostname})"
-                            + (f" for task {task_id}" if task_id else "") + ".", task_id=task_id, site=site.name)
+        raise DownloadError(f"RunningHub returned an output URL that is not http(s): {url[:120]!r}{where}",
+                            task_id=task_id, site=site.name)
+    host = parsed.hostname
+    if _is_site_host(host, site):
+        return url
+    bad = [a for a in _addresses(host, resolve or system_resolver) if not _is_global(a)]
+    if bad:
+        raise DownloadError(f"Refusing to download an output from {host} ({bad[0]} is a local, private or reserved "
+                            f"address){where}: RunningHub's output links point at public hosts.",
+                            task_id=task_id, site=site.name)
     return url
+
+
+def check_peer(resp: requests.Response, site: Site, *, task_id: str | None = None) -> None:
+    """After connecting, before reading: the address actually connected to passes the same
+    rule. A host name can resolve to a public address for `check_url` and to a local one a
+    moment later for the connection (DNS rebinding); this closes that gap. Skipped when a
+    proxy made the connection (the proxy resolved the name, not us)."""
+    host = urlparse(resp.url).hostname or ""
+    if _is_site_host(host, site) or requests.utils.select_proxy(resp.url, requests.utils.get_environ_proxies(resp.url)):
+        return
+    sock = getattr(getattr(resp.raw, "connection", None), "sock", None)
+    if sock is None:
+        return  # nothing connected (an already finished body); there is nothing left to read
+    peer = ipaddress.ip_address(sock.getpeername()[0].split("%", 1)[0])
+    if not _is_global(peer):
+        raise DownloadError(f"Refusing to download an output from {host}: it resolved to {peer}, a local or private "
+                            "address, when connecting (the name's address changed after it was checked).",
+                            task_id=task_id, site=site.name)
+
+
+def _is_site_host(host: str, site: Site) -> bool:
+    return site.name == "custom" and host.lower() == (urlparse(site.base_url).hostname or "").lower()
+
+
+def _addresses(host: str, resolve: Resolver) -> list[ipaddress._BaseAddress]:
+    literal = ip_literal(host)
+    if literal is not None:
+        return [literal]
+    try:
+        return [ipaddress.ip_address(str(a).split("%", 1)[0]) for a in resolve(host)]
+    except (OSError, ValueError):
+        return []  # no address: the connection fails later with a clear error (or check_peer refuses it)
+
+
+def ip_literal(host: str) -> ipaddress._BaseAddress | None:
+    """The address a host written as an IP means, in every form the C library accepts
+    (`0x7f000001`, `2130706433`, `0177.0.0.1`, `127.1`), or None for a name."""
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    parts = host.lower().split(".")
+    if not 1 <= len(parts) <= 4 or not all(_INET_ATON_PART.match(p) for p in parts):
+        return None
+    numbers = [int(p[2:] or "0", 16) if p.startswith("0x") else int(p, 8) if p.startswith("0") else int(p)
+               for p in parts]
+    *head, last = numbers
+    if any(n > 255 for n in head) or last >= 256 ** (4 - len(head)):
+        return None
+    value = last
+    for index, number in enumerate(head):
+        value += number << (8 * (3 - index))
+    return ipaddress.IPv4Address(value)
+
+
+def _is_global(addr: ipaddress._BaseAddress) -> bool:
+    """Public unicast; an IPv6 form that carries an IPv4 address is judged by that address."""
+    if isinstance(addr, ipaddress.IPv6Address):
+        embedded = addr.ipv4_mapped or addr.sixtofour
+        if embedded is None and addr in _NAT64:
+            embedded = ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)
+        if embedded is not None:
+            return _is_global(embedded)
+    return addr.is_global and not addr.is_multicast
 
 
 def download_to(session: requests.Session, url: str, sink: BinaryIO, *, site: Site, max_bytes: int = DEFAULT_MAX_BYTES,
                 timeouts: Timeouts | None = None, retry: RetryPolicy | None = None, task_id: str | None = None,
                 label: str = "output") -> int:
-    """Stream `url` into `sink` (rewound on each retry). Returns the byte count."""
+    """Stream `url` into `sink` (rewound on each retry). Returns the byte count. Raises
+    DownloadError, or WaitInterrupted when the run is stopped."""
     timeouts = timeouts or Timeouts(read=60.0, deadline=600.0)
-    retry = retry or RetryPolicy()
-    started = time.monotonic()
     ctx = f"{label} of task {task_id}" if task_id else label
-    attempt = 0
+    attempts = Attempts(retry or RetryPolicy(), deadline=timeouts.deadline, what=f"download of the {ctx}")
     while True:
-        attempt += 1
+        attempts.begin()
         sink.seek(0)
         sink.truncate()
         try:
             return _fetch_once(session, url, sink, site=site, max_bytes=max_bytes, timeouts=timeouts,
-                               task_id=task_id, ctx=ctx)
+                               task_id=task_id, ctx=ctx, attempts=attempts)
         except _RetryableDownload as exc:
-            reason = str(exc)
-        elapsed = time.monotonic() - started
-        delay = retry.delay(attempt)
-        if attempt >= retry.attempts or elapsed + delay > timeouts.deadline:
-            raise DownloadError(f"Could not download {ctx}: {reason} (after {attempt} attempt(s)).",
+            failure = exc
+        attempts.check_stop()  # a read cut by a stop is no failure to retry
+        if attempts.remaining <= 0 or attempts.backoff(failure.retry_after) is None:
+            raise DownloadError(f"Could not download the {ctx}: {failure} (after {attempts.count} attempt(s) in "
+                                f"{attempts.elapsed:.1f} s; the limit is {timeouts.deadline:.0f} s).",
                                 task_id=task_id, site=site.name)
-        log.info("download of %s failed (%s); retrying in %.2f s", ctx, reason, delay)
-        time.sleep(delay)
+        log.info("download of %s failed (%s); retrying", ctx, failure)
 
 
 class _RetryableDownload(Exception):
-    pass
+    def __init__(self, description: str, retry_after: float | None = None):
+        super().__init__(description)
+        self.retry_after = retry_after
 
 
-def _fetch_once(session, url, sink, *, site, max_bytes, timeouts, task_id, ctx) -> int:
+def _fetch_once(session, url, sink, *, site, max_bytes, timeouts, task_id, ctx, attempts: Attempts) -> int:
     current = url
     for _hop in range(4):
         check_url(current, site, task_id=task_id)
         try:
             resp = session.get(current, stream=True, allow_redirects=False,
-                               timeout=(timeouts.connect, timeouts.read))
+                               timeout=(timeouts.connect, min(timeouts.read, max(attempts.remaining, 0.1))))
         except requests.RequestException as exc:
             raise _RetryableDownload(f"{type(exc).__name__}") from None
         with resp:
+            check_peer(resp, site, task_id=task_id)
             if resp.status_code in (301, 302, 303, 307, 308) and resp.headers.get("Location"):
                 current = urljoin(current, resp.headers["Location"])
                 continue
@@ -101,26 +184,78 @@ def _fetch_once(session, url, sink, *, site, max_bytes, timeouts, task_id, ctx) 
                                     "output links expire after about a day. Run the workflow again to get new "
                                     "outputs.", task_id=task_id, site=site.name)
             if resp.status_code == 429 or resp.status_code >= 500:
-                raise _RetryableDownload(f"HTTP {resp.status_code}")
+                raise _RetryableDownload(f"HTTP {resp.status_code}",
+                                         retry_after=parse_retry_after(resp.headers.get("Retry-After")))
             if resp.status_code != 200:
                 raise DownloadError(f"Downloading the {ctx} failed with HTTP {resp.status_code}.",
                                     task_id=task_id, site=site.name)
-            declared = resp.headers.get("Content-Length")
-            if declared and declared.isdigit() and int(declared) > max_bytes:
-                raise DownloadError(f"The {ctx} is {int(declared) / 1e6:.1f} MB, over the limit of "
-                                    f"{max_bytes / 1e6:.0f} MB for this kind of output.", task_id=task_id,
-                                    site=site.name)
-            total = 0
-            try:
-                for chunk in resp.iter_content(_CHUNK):
-                    total += len(chunk)
-                    if total > max_bytes:
-                        raise DownloadError(f"The {ctx} is over the limit of {max_bytes / 1e6:.0f} MB for this "
-                                            "kind of output.", task_id=task_id, site=site.name)
-                    sink.write(chunk)
-            except requests.RequestException as exc:
-                raise _RetryableDownload(f"connection broke after {total} bytes ({type(exc).__name__})") from None
-            if declared and declared.isdigit() and total != int(declared):
-                raise _RetryableDownload(f"got {total} of {declared} bytes")
-            return total
+            return _read_body(resp, sink, max_bytes=max_bytes, attempts=attempts, ctx=ctx, task_id=task_id,
+                              site=site)
     raise DownloadError(f"Too many redirects for the {ctx}.", task_id=task_id, site=site.name)
+
+
+def _read_body(resp: requests.Response, sink: BinaryIO, *, max_bytes: int, attempts: Attempts, ctx: str,
+               task_id: str | None, site: Site) -> int:
+    """Stream the body into `sink`: decoded, capped, whole (or _RetryableDownload)."""
+    declared = resp.headers.get("Content-Length")
+    declared = int(declared) if declared and declared.isdigit() else None
+    encoded = resp.headers.get("Content-Encoding", "identity").lower() not in ("", "identity")
+    if declared is not None and not encoded and declared > max_bytes:
+        raise DownloadError(f"The {ctx} is {declared / 1e6:.1f} MB, over the limit of {max_bytes / 1e6:.0f} MB "
+                            "for this kind of output.", task_id=task_id, site=site.name)
+    total = 0
+    try:
+        with _cut_when_stopped(resp, attempts):
+            for chunk in resp.iter_content(_CHUNK):
+                total += len(chunk)
+                if total > max_bytes:
+                    raise DownloadError(f"The {ctx} is over the limit of {max_bytes / 1e6:.0f} MB for this "
+                                        "kind of output.", task_id=task_id, site=site.name)
+                sink.write(chunk)
+                attempts.check_stop()
+                if attempts.remaining <= 0:
+                    break
+    except (requests.RequestException, OSError) as exc:  # OSError: the watcher cut the socket
+        attempts.check_stop()
+        raise _RetryableDownload(f"connection broke after {total} bytes ({type(exc).__name__})") from None
+    attempts.check_stop()
+    if attempts.remaining <= 0:
+        raise _RetryableDownload(f"it was not complete after {attempts.deadline:.0f} s ({total} bytes)")
+    on_wire = resp.raw.tell()  # bytes as sent (before gzip/deflate decoding)
+    if declared is not None and on_wire != declared:
+        raise _RetryableDownload(f"got {on_wire} of {declared} bytes")
+    return total
+
+
+@contextmanager
+def _cut_when_stopped(resp: requests.Response, attempts: Attempts) -> Iterator[None]:
+    """A body read blocks in the socket until bytes arrive (1 byte a second from a
+    trickling server): this watcher shuts the socket's reading side within a tick of the
+    run's stop or the deadline, so the read ends at once."""
+    done = threading.Event()
+    run_context = contextvars.copy_context()  # the run's stop is a context variable
+
+    def watch() -> None:
+        while not done.wait(TICK):
+            if run_context.run(stop_requested) or attempts.remaining <= 0:
+                _shut_read_side(resp)
+                return
+
+    watcher = threading.Thread(target=watch, name="rh-download-watch", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+
+
+def _shut_read_side(resp: requests.Response) -> None:
+    """urllib3 2.3+ has HTTPResponse.shutdown (safe from another thread); older ones leave
+    the read to its read timeout."""
+    shutdown = getattr(resp.raw, "shutdown", None)
+    if shutdown is None:
+        return
+    try:
+        shutdown()
+    except (OSError, ValueError, RuntimeError):
+        pass  # already closed or released: the read is over anyway

@@ -13,6 +13,17 @@ after E; a task that is late is polled after 0.1, 0.2, 0.4 ... s of lateness (do
 capped); one more than `max_interval` late drops the expectation. A 60 s task is then
 noticed within a tenth of a second for about one poll per 3.7 s, and a 0.4 s one without
 waiting for the next quarter second.
+
+Trouble reaching RunningHub (network errors, HTTP 5xx and 429, RunningHub's own code 500)
+never abandons a task: the wait backs off (retry.RetryPolicy, growing to `outage_delay`)
+and polls again for as long as the phase's budget allows. Only a definite answer ends it
+(success, failed, cancelled, unknown task, a refused key, a reply that is not RunningHub's
+protocol).
+
+Stopping: the wait checks the run's stop (client/stop.py) every `tick`, also inside the
+transport's own backoff; when it turns true the task is cancelled exactly once (or left
+running when the process shuts down with that setting). While it waits, the task is in
+`waiting.WAITING`, so shutdown knows when every wait has ended.
 """
 
 from __future__ import annotations
@@ -25,9 +36,11 @@ from dataclasses import dataclass, replace
 from typing import Callable, Hashable
 
 from .api import RunningHubClient
-from .errors import (ProtocolError, RunningHubError, ServerError, TaskTimeoutError, TransportError,
-                     WaitInterrupted)
+from .errors import ProtocolError, RunningHubError, ServerError, TaskTimeoutError, TransportError, WaitInterrupted
 from .records import TaskResult, TaskState
+from .retry import RetryPolicy
+from .stop import TICK, shielded, stop_requested, stop_when, tasks_left_running
+from .waiting import WAITING
 
 log = logging.getLogger("runninghub_bridge.client")
 
@@ -40,9 +53,10 @@ class PollPolicy:
     max_interval: float = 5.0
     max_queued_seconds: float = 3600.0
     max_running_seconds: float = 3600.0
-    tick: float = 0.2  # interrupt checks at least this often
+    tick: float = TICK  # interrupt checks at least this often
     progress_every: float = 1.0  # on_progress at least this often (and on each state change)
     near_interval: float = 0.1  # closest polls, around an expected end
+    outage: RetryPolicy = RetryPolicy(base_delay=1.0, max_delay=15.0)  # between polls that failed
 
     def next_interval(self, phase_elapsed: float, previous: float | None, expected: float | None = None) -> float:
         """Seconds to the next poll, `phase_elapsed` into the phase; `expected` is the
@@ -99,6 +113,7 @@ class TaskProgress:
     elapsed: float  # since the wait started
     phase_elapsed: float  # in the current state
     polls: int
+    trouble: str | None = None  # why the last poll failed (the wait goes on)
 
 
 def _reattach_hint(task_id: str) -> str:
@@ -113,82 +128,141 @@ def wait_for_task(client: RunningHubClient, task_id: str, *, initial_state: Task
                   run_times: RunTimes = RUN_TIMES) -> TaskResult:
     """Poll outputs until the task ends. Returns the result on SUCCESS; raises TaskFailedError
     (or TaskCancelledError) on failure, TaskTimeoutError past a budget (the task is left as it
-    is), WaitInterrupted when `should_stop()` turns true (after one cancel call).
+    is), WaitInterrupted when the run is stopped (`should_stop()`, or the enclosing run's
+    stop: after one cancel call).
 
     `run_time_key` names the kind of task (e.g. site and workflow id) whose running time is
     learned in `run_times` and used to place the polls of its running phase."""
-    policy = policy or PollPolicy()
-    started = clock()
-    state = initial_state if initial_state in (TaskState.QUEUED, TaskState.RUNNING) else TaskState.QUEUED
-    phase_started = started
-    polls = 0
-    interval: float | None = None
-    last_progress = float("-inf")
-    expected = run_times.expected(run_time_key)
-    last_running_poll: float | None = 0.0 if state is TaskState.RUNNING else None  # phase time of the last poll
+    with stop_when(should_stop), WAITING.on(task_id, client.site.host):
+        return _Wait(client, task_id, initial_state, policy or PollPolicy(), on_progress, clock, sleep,
+                     run_time_key, run_times).run()
 
-    def report(force: bool = False) -> None:
-        nonlocal last_progress
-        now = clock()
-        if on_progress is not None and (force or now - last_progress >= policy.progress_every):
-            last_progress = now
-            on_progress(TaskProgress(task_id, state, now - started, now - phase_started, polls))
 
-    def stop_requested() -> bool:
-        return should_stop is not None and should_stop()
+class _Wait:
+    """The state of one wait_for_task: phase, poll schedule, outage backoff."""
 
-    report(force=True)
-    while True:
-        interval = policy.next_interval(clock() - phase_started, interval,
-                                        expected if state is TaskState.RUNNING else None)
-        wake = clock() + interval
+    def __init__(self, client, task_id, initial_state, policy, on_progress, clock, sleep, run_time_key, run_times):
+        self.client, self.task_id, self.policy = client, task_id, policy
+        self.on_progress, self.clock, self.sleep = on_progress, clock, sleep
+        self.run_time_key, self.run_times = run_time_key, run_times
+        self.started = self.phase_started = clock()
+        self.state = initial_state if initial_state in (TaskState.QUEUED, TaskState.RUNNING) else TaskState.QUEUED
+        self.polls = 0
+        self.interval: float | None = None
+        self.last_progress = float("-inf")
+        self.expected = run_times.expected(run_time_key)
+        # phase time of the last poll that saw it running
+        self.last_running_poll: float | None = 0.0 if self.state is TaskState.RUNNING else None
+        self.failures = 0  # polls failed in a row
+        self.trouble: str | None = None
+
+    def report(self, force: bool = False) -> None:
+        now = self.clock()
+        if self.on_progress is not None and (force or now - self.last_progress >= self.policy.progress_every):
+            self.last_progress = now
+            self.on_progress(TaskProgress(self.task_id, self.state, now - self.started, now - self.phase_started,
+                                          self.polls, self.trouble))
+
+    def run(self) -> TaskResult:
+        self.report(force=True)
+        while True:
+            self.wait_for_next_poll()
+            reply = self.poll()
+            if reply is not None:
+                result = self.take(reply)
+                if result is not None:
+                    return result
+            self.check_budget()
+
+    def next_interval(self) -> float:
+        if self.failures:
+            return self.policy.outage.delay(self.failures)
+        self.interval = self.policy.next_interval(self.clock() - self.phase_started, self.interval,
+                                                  self.expected if self.state is TaskState.RUNNING else None)
+        return self.interval
+
+    def wait_for_next_poll(self) -> None:
+        wake = self.clock() + self.next_interval()
         while True:
             if stop_requested():
-                raise _cancel_and_interrupt(client, task_id)
-            remaining = wake - clock()
+                raise _stop(self.client, self.task_id)
+            remaining = wake - self.clock()
             if remaining <= 0:
-                break
-            sleep(min(policy.tick, remaining))
-            report()
+                return
+            self.sleep(min(self.policy.tick, remaining))
+            self.report()
 
-        polls += 1
+    def poll(self):
+        """One outputs poll; None when it failed in a way worth polling again."""
+        self.polls += 1
         try:
-            reply = client.outputs(task_id)
-        except (TransportError, ProtocolError, ServerError) as exc:
-            raise type(exc)(f"{exc} While waiting for task {task_id}. {_reattach_hint(task_id)}",
-                            code=exc.code, task_id=task_id, site=exc.site) from exc
+            reply = self.client.outputs(self.task_id)
+        except WaitInterrupted:  # stopped inside the transport's backoff
+            raise _stop(self.client, self.task_id) from None
+        except ProtocolError as exc:  # not RunningHub answering: waiting on would not help
+            raise ProtocolError(f"{exc} While waiting for task {self.task_id}. {_reattach_hint(self.task_id)}",
+                                code=exc.code, task_id=self.task_id, site=exc.site) from exc
+        except (TransportError, ServerError) as exc:
+            self.failures += 1
+            self.trouble = f"cannot reach RunningHub ({exc}); trying again"
+            log.warning("task %s: poll %d failed (%s); the wait goes on", self.task_id, self.polls, exc)
+            self.report(force=self.failures == 1)
+            return None
+        if self.failures:
+            log.info("task %s: RunningHub answers again after %d failed poll(s)", self.task_id, self.failures)
+        self.failures, self.trouble = 0, None
+        return reply
 
+    def take(self, reply) -> TaskResult | None:
+        """Follow the state the poll saw; the result once SUCCESS."""
         if reply.state is TaskState.SUCCESS:
-            if state is TaskState.RUNNING and last_running_poll is not None:
+            if self.state is TaskState.RUNNING and self.last_running_poll is not None:
                 # It ended between the last poll that saw it running and this one; an estimate
                 # in the early part of that gap errs towards polling a little early next time
                 # (a few more polls) rather than noticing late.
-                seen_done = clock() - phase_started
-                run_times.record(run_time_key, last_running_poll + (seen_done - last_running_poll) / 4)
-            state = TaskState.SUCCESS
-            report(force=True)
-            log.info("task %s finished after %.1f s and %d polls", task_id, clock() - started, polls)
+                seen_done = self.clock() - self.phase_started
+                self.run_times.record(self.run_time_key,
+                                      self.last_running_poll + (seen_done - self.last_running_poll) / 4)
+            self.state = TaskState.SUCCESS
+            self.report(force=True)
+            log.info("task %s finished after %.1f s and %d polls", self.task_id, self.clock() - self.started,
+                     self.polls)
             return reply.result
         if reply.state in (TaskState.FAILED, TaskState.CANCEL):
-            state = reply.state
-            report(force=True)
+            self.state = reply.state
+            self.report(force=True)
             raise reply.failure
-        if reply.state != state:
-            log.debug("task %s: %s -> %s", task_id, state.value, reply.state.value)
-            state = reply.state
-            phase_started = clock()
-            interval = None
-            last_running_poll = 0.0 if state is TaskState.RUNNING else None
-            report(force=True)
-        elif state is TaskState.RUNNING:
-            last_running_poll = clock() - phase_started
+        if reply.state != self.state:
+            log.debug("task %s: %s -> %s", self.task_id, self.state.value, reply.state.value)
+            self.state = reply.state
+            self.phase_started = self.clock()
+            self.interval = None
+            self.last_running_poll = 0.0 if self.state is TaskState.RUNNING else None
+            self.report(force=True)
+        elif self.state is TaskState.RUNNING:
+            self.last_running_poll = self.clock() - self.phase_started
+        return None
 
-        phase_elapsed = clock() - phase_started
-        budget = policy.max_queued_seconds if state is TaskState.QUEUED else policy.max_running_seconds
+    def check_budget(self) -> None:
+        phase_elapsed = self.clock() - self.phase_started
+        budget = self.policy.max_queued_seconds if self.state is TaskState.QUEUED else self.policy.max_running_seconds
         if phase_elapsed > budget:
+            trouble = f" The last polls failed: {self.trouble}." if self.trouble else ""
             raise TaskTimeoutError(
-                f"RunningHub task {task_id} stayed {state.value.lower()} for more than {budget:.0f} s "
-                f"(the wait limit). {_reattach_hint(task_id)}", task_id=task_id, site=client.site.name)
+                f"RunningHub task {self.task_id} stayed {self.state.value.lower()} for more than {budget:.0f} s "
+                f"(the wait limit).{trouble} {_reattach_hint(self.task_id)}", task_id=self.task_id,
+                site=self.client.site.name)
+
+
+def _stop(client: RunningHubClient, task_id: str) -> WaitInterrupted:
+    """The run stopped: cancel the task once, or leave it running when ComfyUI shuts down
+    with RUNNINGHUB_ON_SHUTDOWN=leave."""
+    if tasks_left_running():
+        log.warning("shutting down: RunningHub task %s left running (re-attach with RH Fetch Outputs)", task_id)
+        return WaitInterrupted(f"ComfyUI is shutting down; RunningHub task {task_id} was left running. "
+                               f"{_reattach_hint(task_id)}", task_id=task_id, site=client.site.name)
+    with shielded():
+        return _cancel_and_interrupt(client, task_id)
 
 
 def _cancel_and_interrupt(client: RunningHubClient, task_id: str) -> WaitInterrupted:

@@ -3,7 +3,8 @@ repeat is safe.
 
 Repeatable calls (outputs, status, account, getJsonApiFormat, upload, cancel) retry on
 connection errors, HTTP 5xx/429 and non-protocol replies with jittered, capped exponential
-backoff, honouring Retry-After (capped). Non-repeatable calls (create, ai-app run) retry
+backoff, honouring Retry-After (capped), through the one retry helper (retry.Attempts),
+which also stops waiting when the run is stopped (client/stop.py). Non-repeatable calls (create, ai-app run) retry
 only when the request provably never left this machine (connection refused, connect
 timeout); any failure after sending raises SubmissionUncertainError, because RunningHub has
 no idempotency key and a blind resubmit could bill twice.
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -23,7 +23,8 @@ import urllib3
 
 from .credentials import ApiKey
 from .errors import ProtocolError, SubmissionUncertainError, TransportError
-from .redact import scrub
+from .redact import scrub, scrub_tree
+from .retry import Attempts, RetryPolicy, parse_retry_after
 from .sites import Site
 
 log = logging.getLogger("runninghub_bridge.client")
@@ -37,21 +38,6 @@ class Timeouts:
     read: float = 30.0
     upload_read: float = 300.0
     deadline: float = 120.0  # one call, all retries included
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    attempts: int = 4
-    base_delay: float = 0.5
-    max_delay: float = 8.0
-    max_retry_after: float = 30.0
-
-    def delay(self, attempt: int, retry_after: float | None = None, rng: Callable[[], float] = random.random) -> float:
-        """Full-jitter exponential backoff for attempt 1, 2, ...; Retry-After wins (capped)."""
-        if retry_after is not None:
-            return min(max(retry_after, 0.0), self.max_retry_after)
-        ceiling = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
-        return ceiling * (0.5 + 0.5 * rng())
 
 
 @dataclass(frozen=True)
@@ -79,15 +65,6 @@ class _Retryable(Exception):
         self.protocol = protocol  # the server answered, but not in RunningHub's protocol
 
 
-def _parse_retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        return None
-
-
 def _was_sent(exc: requests.RequestException) -> bool:
     """False only when the request provably never reached the server."""
     if isinstance(exc, requests.exceptions.ConnectTimeout):
@@ -102,14 +79,17 @@ def _was_sent(exc: requests.RequestException) -> bool:
 
 
 def parse_envelope(resp: requests.Response, *, what: str) -> Envelope:
-    """The envelope, or _Retryable for server trouble, or ProtocolError for a non-protocol body."""
+    """The envelope, or _Retryable for server trouble, or ProtocolError for a non-protocol body.
+
+    Every string of the reply is scrubbed of known keys here, before any caller can put it
+    in an exception, a log line, a status message or ComfyUI's history."""
     status = resp.status_code
     if status == 429 or status >= 500:
         raise _Retryable(f"HTTP {status} from {what}", sent=True,
-                         retry_after=_parse_retry_after(resp.headers.get("Retry-After")))
+                         retry_after=parse_retry_after(resp.headers.get("Retry-After")))
     body = resp.content or b""
     try:
-        doc = json.loads(body)
+        doc = scrub_tree(json.loads(body))  # the one door for network text: an echoed key stops here
     except ValueError:
         kind = "an HTML page" if body.lstrip()[:1] == b"<" else "malformed JSON"
         raise _Retryable(f"{what} answered HTTP {status} with {kind} instead of RunningHub's JSON", sent=True,
@@ -164,11 +144,11 @@ class Transport:
         if key is not None:
             headers["Authorization"] = f"Bearer {key.secret}"
         secrets = (key.secret,) if key is not None else ()
-        started = time.monotonic()
-        attempt = 0
         what = f"RunningHub {operation} ({self.site.host})"
+        attempts = Attempts(self.retry, deadline=self.timeouts.deadline, what=f"RunningHub {operation}",
+                            sleep=self._sleep)
         while True:
-            attempt += 1
+            attempts.begin()  # a stopped run sends nothing more (a create not sent bills nothing)
             try:
                 if files is not None:
                     for part in files.values():
@@ -188,17 +168,13 @@ class Transport:
                 failure = _Retryable(f"{what}: {type(exc).__name__}: {scrub(str(exc), secrets)}", sent=_was_sent(exc))
 
             if failure.sent and not repeatable:
-                raise SubmissionUncertainError(
-                    f"{failure.description}. The request was sent but no reply arrived, so a task may have been "
-                    f"created (and billed). The pack did not resubmit, to avoid billing twice: check the task "
-                    f"list on {self.site.host} before queueing again.", site=self.site.name)
-            elapsed = time.monotonic() - started
-            delay = self.retry.delay(attempt, failure.retry_after)
-            if attempt >= self.retry.attempts or elapsed + delay > self.timeouts.deadline:
-                log.warning("%s: giving up after %d attempt(s): %s", operation, attempt, failure.description)
+                raise SubmissionUncertainError.after(f"{failure.description}. The request was sent but no reply "
+                                                     "arrived", host=self.site.host, site=self.site.name)
+            log.info("%s: %s (attempt %d of %d)", operation, failure.description, attempts.count,
+                     self.retry.attempts)
+            if attempts.backoff(failure.retry_after) is None:
+                log.warning("%s: giving up after %d attempt(s): %s", operation, attempts.count, failure.description)
                 cls = ProtocolError if failure.protocol else TransportError
-                raise cls(f"{failure.description} (gave up after {attempt} attempt(s) in {elapsed:.1f} s). "
-                          f"Check your connection to {self.site.host}, or try again later.", site=self.site.name)
-            log.info("%s: %s; retrying in %.2f s (attempt %d of %d)", operation, failure.description, delay,
-                     attempt + 1, self.retry.attempts)
-            self._sleep(delay)
+                raise cls(f"{failure.description} (gave up after {attempts.count} attempt(s) in "
+                          f"{attempts.elapsed:.1f} s). Check your connection to {self.site.host}, or try again "
+                          "later.", site=self.site.name)

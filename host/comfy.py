@@ -14,14 +14,27 @@ STATUS_EVENT = "runninghub.status"
 
 
 def interrupt_requested() -> bool:
-    """True once the user pressed Cancel / Interrupt in ComfyUI (safe from any thread)."""
+    """True once the user pressed Cancel / Interrupt in ComfyUI (safe from any thread).
+
+    Only reads the flag: `throw_exception_if_processing_interrupted` would clear it, and
+    every other run of the prompt would then miss the stop."""
     import comfy.model_management as mm
 
     return mm.processing_interrupted()
 
 
+def interrupt_exception() -> type[BaseException]:
+    """ComfyUI's InterruptProcessingException. It derives from Exception in 0.3.75 and from
+    BaseException in newer ComfyUI, so the pack catches it by name, never through
+    `except Exception`, and behaves the same on both."""
+    import comfy.model_management as mm
+
+    return mm.InterruptProcessingException
+
+
 def raise_interrupt() -> None:
-    """Raise ComfyUI's own interrupt exception, so the run ends as 'interrupted'."""
+    """Raise ComfyUI's own interrupt exception, so the run ends as 'interrupted'. Called on
+    the node's event loop only, after the pack's own wait has stopped and cancelled."""
     import comfy.model_management as mm
 
     mm.throw_exception_if_processing_interrupted()
@@ -54,10 +67,37 @@ def send_status(node_id: str | None, text: str, payload: dict[str, Any] | None =
         server.send_sync(STATUS_EVENT, {"node": str(node_id), "text": text, **(payload or {})}, server.client_id)
 
 
-def set_progress(node_id: str | None, value: float, total: float) -> None:
-    import comfy.utils
+def broadcast(event: str, data: dict[str, Any]) -> None:
+    """A JSON event to every open front end (e.g. the task panel); safe from worker threads."""
+    try:
+        from server import PromptServer
 
-    comfy.utils.ProgressBar(total, node_id=node_id).update_absolute(value, total)
+        server = PromptServer.instance
+    except Exception:  # not inside a ComfyUI server (e.g. a script)
+        return
+    server.send_sync(event, data, None)
+
+
+def set_progress(node_id: str | None, value: float, total: float, prompt_id: str | None = None) -> None:
+    """The node's progress bar in the front end, sent without ComfyUI's progress hook.
+
+    The hook (main.py `hijack_progress`, 0.3.75 and newer) calls
+    `throw_exception_if_processing_interrupted`, which clears the interrupt flag and raises
+    in the calling thread: from a worker thread that swallowed the user's Cancel before the
+    pack saw it, so the remote task ran on. Call this on the prompt's event loop, where
+    ComfyUI updates the same progress registry."""
+    if node_id is None:
+        return
+    try:
+        from comfy_execution.progress import get_progress_state
+        from server import PromptServer
+
+        server = PromptServer.instance
+    except Exception:  # not inside a ComfyUI server (e.g. a script)
+        return
+    get_progress_state().update_progress(str(node_id), value, total)
+    server.send_sync("progress", {"value": value, "max": total, "prompt_id": prompt_id or getattr(server, "last_prompt_id", None),
+                                  "node": str(node_id)}, server.client_id)
 
 
 def temp_dir() -> str:
@@ -75,6 +115,11 @@ def user_dir() -> str:
 def credentials_path() -> str:
     """`<ComfyUI user dir>/runninghub/credentials.json`: outside the pack, so updates keep it."""
     return os.path.join(user_dir(), "runninghub", "credentials.json")
+
+
+def ledger_path() -> str:
+    """`<ComfyUI user dir>/runninghub/tasks.sqlite3`: the task ledger, kept across restarts."""
+    return os.path.join(user_dir(), "runninghub", "tasks.sqlite3")
 
 
 def new_temp_file(suffix: str) -> str:

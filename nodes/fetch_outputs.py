@@ -8,7 +8,7 @@ import os
 from comfy_api.latest import io
 
 from ..client.errors import WaitInterrupted
-from ..host import accounts, comfy
+from ..host import accounts, comfy, tasks
 from ..remote.fetch import Downloaded, FetchedOutputs, fetch_outputs
 from .sweep import describe_progress
 from .sockets import CATEGORY, RH_TASK, account_input
@@ -90,7 +90,7 @@ class RHFetchOutputs(io.ComfyNode):
             if not tid:
                 raise ValueError("RH Fetch Outputs: wire a task from RH Run Workflow, or enter a task_id to "
                                  "re-attach to.")
-            client, result = accounts.client_for_task(accounts.account_for(account), tid), None
+            client, result = tasks.client_for_task(accounts.account_for(account), tid), None
 
         def on_progress(p):
             comfy.send_status(node_id, describe_progress(p), {"task_id": p.task_id, "state": p.state.value})

@@ -21,7 +21,7 @@ from comfy_api.latest import io
 
 from ..client.errors import RunningHubError, WaitInterrupted
 from ..client.polling import PollPolicy, TaskProgress, with_budgets
-from ..host import accounts, comfy
+from ..host import accounts, comfy, tasks
 from ..remote.run import RemoteTask, run_and_wait
 from .sockets import CATEGORY, RH_OVERRIDES, RH_TASK, account_input
 from .sweep import STAGE, describe_progress, stop_for, sweep_for
@@ -97,7 +97,8 @@ class RHRunWorkflow(io.ComfyNode):
         call = functools.partial(
             run_and_wait, pool, kind=kind, workflow_id=workflow_id, overrides=list(overrides or ()),
             instance_type=instance_type, poll_policy=policy, should_stop=should_stop, on_progress=on_progress,
-            on_submitted=on_submitted, on_wait=on_wait, on_warning=lambda text: sweep.warn(index, text))
+            on_submitted=on_submitted, on_wait=on_wait, on_warning=lambda text: sweep.warn(index, text),
+            journal=tasks.journal(acct, seed, prompt_id, node_id))
         try:
             task: RemoteTask = await asyncio.get_running_loop().run_in_executor(
                 _RUNNERS, contextvars.copy_context().run, call)
@@ -114,6 +115,8 @@ class RHRunWorkflow(io.ComfyNode):
             sweep.show(index, str(exc), 4, {"state": "CANCEL", "task_id": exc.task_id})
             comfy.raise_interrupt()
             raise
+        except comfy.interrupt_exception():
+            raise  # ComfyUI's own stop is no failure (an Exception in 0.3.75, a BaseException later)
         except Exception as exc:
             sweep.fail(index, exc)
             sweep.show(index, f"failed: {exc}"[:400], 4, {"state": "FAILED", "task_id": getattr(exc, "task_id", None)})

@@ -9,6 +9,7 @@ first run raises it, so each prompt keeps its own interrupt event.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections import OrderedDict
 
@@ -23,15 +24,18 @@ _KEEP = 64  # sweeps and prompts remembered (the newest ones)
 def describe_progress(p: TaskProgress) -> str:
     state = {"QUEUED": "queued", "RUNNING": "running", "SUCCESS": "done", "FAILED": "failed",
              "CANCEL": "cancelled"}.get(p.state.value, p.state.value.lower())
-    return f"RunningHub task {p.task_id}: {state}, {p.phase_elapsed:.0f} s ({p.elapsed:.0f} s in all)"
+    line = f"RunningHub task {p.task_id}: {state}, {p.phase_elapsed:.0f} s ({p.elapsed:.0f} s in all)"
+    return line + (" - RunningHub not answering, still waiting" if p.trouble else "")
 
 
 class Sweep:
     """The calls of one Run node in one prompt: a status line each, pool warnings, and the
     first failure (which stops the others)."""
 
-    def __init__(self, node_id: str | None):
+    def __init__(self, node_id: str | None, prompt_id: str | None = None):
         self.node_id = node_id
+        self.prompt_id = prompt_id
+        self._loop = asyncio.get_running_loop()  # the prompt's: progress is set there
         self._lock = threading.Lock()
         self._lines: dict[int, str] = {}
         self._stages: dict[int, int] = {}
@@ -50,7 +54,15 @@ class Sweep:
         comfy.send_status(self.node_id, text, {**(payload or {}), "index": index, "line": line,
                                                "runs": len(self._lines)})
         if stage is not None:
-            comfy.set_progress(self.node_id, done, total)
+            self._post(comfy.set_progress, self.node_id, done, total, self.prompt_id)
+
+    def _post(self, call, *args) -> None:
+        """Run `call` on the prompt's event loop (ComfyUI updates its progress registry
+        there); dropped once the prompt is over and its loop closed."""
+        try:
+            self._loop.call_soon_threadsafe(call, *args)
+        except RuntimeError:
+            pass
 
     def warn(self, index: int, text: str) -> None:
         with self._lock:
@@ -105,7 +117,8 @@ def stop_for(prompt_id: str | None, sweep: Sweep, abandoned: threading.Event):
 
 
 def sweep_for(prompt_id: str | None, node_id: str | None) -> Sweep:
-    """The sweep of `node_id` in `prompt_id` (a fresh one outside a prompt)."""
+    """The sweep of `node_id` in `prompt_id` (a fresh one outside a prompt). Called on the
+    prompt's event loop."""
     if prompt_id is None:
         return Sweep(node_id)
-    return remembered(_sweeps, (prompt_id, node_id), lambda: Sweep(node_id))
+    return remembered(_sweeps, (prompt_id, node_id), lambda: Sweep(node_id, prompt_id))

@@ -11,13 +11,15 @@ written (see `_ImageBatch`), so a fetch peaks near the size of the IMAGE it retu
 the downloaded files (kept for the node's preview). When the images differ in size (or
 would exceed the batch cap), every download is awaited and `decode_images` applies the
 node's size policy instead. An output that cannot be downloaded or decoded raises an
-error naming the task and the remote node: nothing is ever replaced by a placeholder.
+error naming the task and the remote node: nothing is ever replaced by a placeholder, and
+the video files of a fetch that failed (or was stopped) are removed at once.
 Files of kinds the pack does not turn into values (a 3D model, a zip) are listed in
 `listing` and left alone.
 """
 
 from __future__ import annotations
 
+import contextvars
 import io
 import logging
 import os
@@ -32,6 +34,7 @@ from ..client.downloads import download_to
 from ..client.errors import DownloadError
 from ..client.polling import PollPolicy, TaskProgress, wait_for_task
 from ..client.records import TaskOutput, TaskResult
+from ..client.stop import stop_when
 
 log = logging.getLogger("runninghub_bridge.remote")
 
@@ -109,11 +112,10 @@ def _download(client: RunningHubClient, item: Downloaded, task_id: str,
                                 task_id=task_id)
     cap = MAX_BYTES[item.kind]
     if item.kind == "video":
-        path = new_temp_file("." + (out.file_type or "mp4"))
-        with open(path, "wb") as sink:
+        item.path = new_temp_file("." + (out.file_type or "mp4"))
+        with open(item.path, "wb") as sink:
             download_to(client.transport.session, out.url, sink, site=client.site, max_bytes=cap,
                         task_id=task_id, label=item.label)
-        item.path = path
         return item
     sink = io.BytesIO()
     download_to(client.transport.session, out.url, sink, site=client.site, max_bytes=cap, task_id=task_id,
@@ -208,22 +210,46 @@ def fetch_outputs(client: RunningHubClient, task_id: str, result: TaskResult | N
                   new_temp_file: Callable[[str], str], size_policy: str = "pad",
                   poll_policy: PollPolicy | None = None, should_stop: Callable[[], bool] | None = None,
                   on_progress: Callable[[TaskProgress], None] | None = None, parallel: int = 8) -> FetchedOutputs:
-    """`result` None means re-attach: wait for the task (no new run), then fetch."""
+    """`result` None means re-attach: wait for the task (no new run), then fetch.
+    `should_stop` stops the wait and the downloads (WaitInterrupted)."""
+    with stop_when(should_stop):
+        if result is None:
+            result = wait_for_task(client, task_id, policy=poll_policy, on_progress=on_progress)
+        fetched = FetchedOutputs(task_id=task_id)
+        items = []
+        for out in result.outputs:
+            kind = kind_of(out)
+            fetched.listing.append(f"{out.node_id or '?'}\t{out.file_type or '?'}\t{out.url or '(inline text)'}")
+            if kind == "other":
+                fetched.skipped.append(out.url or "")
+                continue
+            items.append(Downloaded(out, kind))
+        try:
+            return _download_and_decode(client, task_id, fetched, items, new_temp_file=new_temp_file,
+                                        size_policy=size_policy, parallel=parallel)
+        except BaseException:
+            _remove_files(items)
+            raise
+
+
+def _remove_files(items: list[Downloaded]) -> None:
+    """Video files of a failed fetch, whole or partial: of no use, and up to 4 GiB each."""
+    for it in items:
+        if it.path is not None:
+            try:
+                os.remove(it.path)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                log.warning("could not remove %s: %s", it.path, exc)
+
+
+def _download_and_decode(client: RunningHubClient, task_id: str, fetched: FetchedOutputs, items: list[Downloaded],
+                         *, new_temp_file: Callable[[str], str], size_policy: str, parallel: int) -> FetchedOutputs:
     from ..media.audio import decode_audio
     from ..media.image_decode import decode_images
     from ..media.video import probe_video
 
-    if result is None:
-        result = wait_for_task(client, task_id, policy=poll_policy, should_stop=should_stop, on_progress=on_progress)
-    fetched = FetchedOutputs(task_id=task_id)
-    items = []
-    for out in result.outputs:
-        kind = kind_of(out)
-        fetched.listing.append(f"{out.node_id or '?'}\t{out.file_type or '?'}\t{out.url or '(inline text)'}")
-        if kind == "other":
-            fetched.skipped.append(out.url or "")
-            continue
-        items.append(Downloaded(out, kind))
 
     images = [it for it in items if it.kind == "image"]
     slot_of = {id(it): n for n, it in enumerate(images)}
@@ -233,7 +259,8 @@ def fetch_outputs(client: RunningHubClient, task_id: str, result: TaskResult | N
     try:
         if items:
             with ThreadPoolExecutor(max_workers=min(parallel, len(items)), thread_name_prefix="rh-download") as pool:
-                jobs = [pool.submit(_download, client, it, task_id, new_temp_file) for it in items]
+                jobs = [pool.submit(contextvars.copy_context().run, _download, client, it, task_id, new_temp_file)
+                        for it in items]  # each carries the run's stop
                 began, received = time.monotonic(), 0
                 try:
                     for job in as_completed(jobs):

@@ -20,6 +20,8 @@ FAULT_KINDS = {
     "html_502": "HTTP 502 with an nginx gateway HTML page; params: commit",
     "html_200": "HTTP 200 with an HTML page instead of JSON; params: commit",
     "expired": "HTTP 404, as an expired output URL (meant for `files`)",
+    "compressed": "the reply sent with Content-Encoding gzip or deflate (Content-Length of the compressed "
+                  "body); params: encoding (default gzip)",
     "api_error": "HTTP 200 with a business error envelope instead of the reply; params: code (required), "
                  "msg (default: the code's name), data (default null), commit (default false)",
 }
@@ -69,7 +71,7 @@ class Fault:
     @property
     def commits(self) -> bool:
         """Whether the request is performed before the fault shapes the reply."""
-        if self.kind in ("reset_after_commit", "reset_mid_body", "slow_body"):
+        if self.kind in ("reset_after_commit", "reset_mid_body", "slow_body", "compressed"):
             return True
         if self.kind in ("reset_before", "expired"):
             return False

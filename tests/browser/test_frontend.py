@@ -106,6 +106,8 @@ def test_extension_loads_without_console_errors(fresh, plain_comfy, open_page):
 
 
 # --------------------------------------------------------------------------- keys
+# (the dialog adds, tests, replaces and removes keys; a key is removed by the opaque id the
+# server hands out, never by its last four characters)
 
 
 def test_key_set_in_settings_reaches_only_the_credentials_file(fresh, sim, open_page):
@@ -151,6 +153,18 @@ def test_key_set_in_settings_reaches_only_the_credentials_file(fresh, sim, open_
     panel.locator(".rh-replace-keys").click()
     work.locator(f".rh-key[data-key='…{second[-4:]}']").wait_for()
     assert work.locator(".rh-key").count() == 1
+
+    # add a second key, then remove it by the opaque id the server handed out (confirm dialog)
+    key_input.fill("0123456789abcdef0123456789abcdef")
+    key_input.press("Enter")
+    extra = work.locator(".rh-key[data-key='…cdef']")
+    extra.wait_for()
+    assert re.fullmatch(r"k[0-9a-f]{20}", extra.get_attribute("data-key-id"))
+    extra.locator(".rh-remove-key").click()
+    page.page.get_by_role("button", name=re.compile("^Delete$")).click()
+    extra.wait_for(state="detached")
+    assert work.locator(".rh-key").count() == 1
+    page.shot("key-removed")
     work.locator(".rh-delete-profile").click()
     # The confirm dialog's button; front end 1.5x puts an icon glyph before its name.
     page.page.get_by_role("dialog").get_by_role("button", name=re.compile(r"^\W*Delete$")).click()

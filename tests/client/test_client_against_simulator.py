@@ -133,10 +133,10 @@ def test_retry_after_is_honoured(sim):
     client = make_client(sim, sleep=lambda s: slept.append(s))
     sim.fault("accountStatus", "http_error", count=1, status=503, retry_after=1)
     client.account_status()
-    assert slept == [1.0]
+    assert sum(slept) == pytest.approx(1.0) and max(slept) <= 0.2  # in ticks that check for a stop
 
 
-@pytest.mark.parametrize("kind", ["malformed_json", "html_200", "html_502"])
+@pytest.mark.parametrize("kind", ["malformed_json", "html_200"])
 def test_non_protocol_replies_are_protocol_errors_not_success_nor_endless(client, sim, kind):
     handle = client.create_task(WORKFLOWS["empty"])
     sim.fault("outputs", kind, count=50)
@@ -145,8 +145,7 @@ def test_non_protocol_replies_are_protocol_errors_not_success_nor_endless(client
         polling.wait_for_task(client, handle.task_id, policy=FAST)
     assert time.monotonic() - started < 15
     assert handle.task_id in str(info.value) and "RH Fetch Outputs" in str(info.value)
-    if kind != "html_502":
-        assert isinstance(info.value, errors.ProtocolError)
+    assert isinstance(info.value, errors.ProtocolError)
 
 
 def test_lost_create_reply_is_never_resubmitted(client, sim):
@@ -284,3 +283,17 @@ def test_ai_app_run(client):
 def test_site_drift_ai_currency():
     with Simulator(site="ai") as sim:
         assert make_client(sim).account_status().currency == "USD"
+
+
+def test_create_status_counts_as_queued(client, sim):
+    """RunningHub documents CREATE (a task that exists but is not queued yet): the client
+    treats it as QUEUED everywhere and waits the task out."""
+    sim.configure(create_seconds=0.5)
+    handle = client.create_task(WORKFLOWS["empty"])
+    assert handle.state is records.TaskState.QUEUED
+    assert client.status(handle.task_id) is records.TaskState.QUEUED
+    seen = []
+    result = polling.wait_for_task(client, handle.task_id, initial_state=handle.state, policy=FAST,
+                                   on_progress=seen.append)
+    assert len(result.outputs) == 2 and seen[0].state is records.TaskState.QUEUED
+    assert records.TaskState.parse("CREATE") is records.TaskState.QUEUED

@@ -8,7 +8,9 @@ import json
 import numpy as np
 import pytest
 import requests
+import websocket
 from PIL import Image
+from ws_client import kinds, read_until_done, ws_url
 
 from support.simulator import WORKFLOWS, Simulator
 
@@ -85,3 +87,29 @@ def test_comfyui_execution_error_is_805(comfy_sim):
     reason = reply["data"]["failedReason"]
     assert reason["node_id"] == "1" and reason["node_name"] == "LoadImage"
     assert reason["exception_type"] and isinstance(json.loads(reason["traceback"]), list)
+
+
+def test_socket_relays_real_comfyui_messages(comfy_sim):
+    """The task's socket carries the real ComfyUI's messages for its prompt (buffered while
+    the simulated task is queued), and ends once the simulated task has succeeded."""
+    comfy_sim.configure(queue_seconds=1.0)
+    try:
+        created = _post(comfy_sim, "/task/openapi/create",
+                        {"apiKey": comfy_sim.keys[0], "workflowId": WORKFLOWS["empty"]})
+        assert created["code"] == 0 and created["data"]["taskStatus"] == "QUEUED", created
+        socket = websocket.create_connection(ws_url(comfy_sim, created["data"]["clientId"]), timeout=60)
+        try:
+            messages = read_until_done(socket)
+        finally:
+            socket.close()
+    finally:
+        comfy_sim.configure(queue_seconds=0)
+    assert _post(comfy_sim, "/task/openapi/outputs", {"apiKey": comfy_sim.keys[0],
+                                                      "taskId": created["data"]["taskId"]})["code"] == 0
+    assert kinds(messages)[:3] == ["status", "execution_start", "execution_cached"]
+    prompt_id = comfy_sim.task(created["data"]["taskId"])["promptId"]
+    assert {m["data"]["prompt_id"] for m in messages[1:]} == {prompt_id}
+    assert [m["data"]["node"] for m in messages if m["type"] == "executing"] == ["1", "2", None]
+    executed = next(m["data"] for m in messages if m["type"] == "executed")
+    assert executed["node"] == "2" and executed["output"]["images"][0]["type"] == "output"
+    assert kinds(messages)[-2:] == ["execution_success", "executing"]

@@ -5,6 +5,9 @@ Start-up costs several seconds on two cores, so hosts live for the whole session
 - `comfy_host_factory(env=..., extra_args=...)`: ComfyUI with the pack. Asking twice with
   the same env and args gives the same running host; pass `fresh=True` for one of your
   own (still stopped at session end). Tests sharing a host must not leave work queued.
+  At the end of the session, before stopping them, every host is scanned for test keys
+  (support/secret_scan.py): the log, /history, /internal/logs, its folders and PNG
+  metadata. A find fails the run.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Callable, Iterable, Mapping
 
 import pytest
 
+from . import secret_scan
 from .comfy_host import ComfyHost, selected_host
 
 
@@ -44,8 +48,15 @@ def comfy_host_factory() -> Callable[..., ComfyHost]:
         return host
 
     yield make
-    for host in every:
-        host.stop()
+    found: list[str] = []
+    try:
+        for host in every:
+            found += secret_scan.scan_host(host)  # before stop() removes the host's folders
+    finally:
+        for host in every:
+            host.stop()
+    assert not found, "test keys leaked (scan of every ComfyUI with the pack at the end of the session):\n" + \
+        "\n".join(found)
 
 
 @pytest.fixture(scope="session")

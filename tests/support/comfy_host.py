@@ -341,11 +341,12 @@ class ComfyHost:
         if self._proc is not None:
             raise ComfyHostError("already started")
         venv, comfy_dir = comfy_locations()
-        self.base_dir = Path(tempfile.mkdtemp(prefix=f"rh-{self.name}-"))
-        for sub in ("custom_nodes", "input", "output", "user", "temp"):
-            (self.base_dir / sub).mkdir()
-        if self.with_pack:
-            (self.base_dir / "custom_nodes" / PACK_DIR_NAME).symlink_to(self.pack_source, True)
+        if self.base_dir is None:  # a restart keeps its base directory (user folder, inputs, outputs)
+            self.base_dir = Path(tempfile.mkdtemp(prefix=f"rh-{self.name}-"))
+            for sub in ("custom_nodes", "input", "output", "user", "temp"):
+                (self.base_dir / sub).mkdir()
+            if self.with_pack:
+                (self.base_dir / "custom_nodes" / PACK_DIR_NAME).symlink_to(self.pack_source, True)
         self.log_path = self.base_dir / "comfyui.log"
         attempts = 1 if self.requested_port else 3
         for attempt in range(attempts):
@@ -376,6 +377,12 @@ class ComfyHost:
                 if not (port_taken and attempt + 1 < attempts):
                     raise
         raise AssertionError("unreachable")
+
+    def restart(self) -> "ComfyHost":
+        """Stop the server as `kill -TERM` does (SIGKILL only if it hangs) and start it again
+        in the same base directory, on a new port."""
+        self._terminate()
+        return self.start()
 
     def _wait_ready(self, started: float) -> None:
         deadline = started + self.startup_timeout

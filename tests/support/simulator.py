@@ -23,6 +23,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from . import secret_scan
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_WORKFLOWS = REPO_ROOT / "tests" / "fixtures" / "workflows"
 SAMPLE_INPUTS = DEFAULT_WORKFLOWS / "input"
@@ -51,6 +53,7 @@ def random_keys(count: int) -> list[str]:
         key = secrets.token_hex(16)
         if key[-4:] not in {k[-4:] for k in keys}:
             keys.append(key)
+    secret_scan.remember(keys)
     return keys
 
 
@@ -65,6 +68,7 @@ class Simulator:
                  site="cn", comfyui_url=None, extra_args=(), *, key_count=2, start_timeout=30.0):
         self.workflows_dir = Path(workflows_dir)
         self.keys: list[str] = list(keys) if keys else random_keys(key_count)
+        secret_scan.remember(self.keys)
         self.concurrency = concurrency
         self.run_seconds = run_seconds
         self.site = site

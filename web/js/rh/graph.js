@@ -3,6 +3,7 @@ import { app } from "../../../../scripts/app.js";
 
 export const RUN = "RHRunWorkflow";
 export const OVERRIDE = "RHNodeOverride";
+export const FETCH = "RHFetchOutputs";
 const PASS_THROUGH = new Set([OVERRIDE, "Reroute"]);
 
 export function findWidget(node, name) {

@@ -1,0 +1,53 @@
+"""The remote tasks this process is waiting on right now.
+
+Shutdown stops every wait (client/stop.py); each wait then cancels its own task exactly
+once (or leaves it running, when so configured). This registry lets the shutdown handler
+know when those waits have ended, so ComfyUI can exit without waiting for remote tasks.
+The durable record of tasks is the task ledger's; this is only what is in flight now.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import contextmanager
+from typing import Iterator
+
+
+class Waiting:
+    def __init__(self) -> None:
+        self._tasks: dict[int, str] = {}
+        self._cond = threading.Condition()
+        self._next = 0
+
+    @contextmanager
+    def on(self, task_id: str, site: str) -> Iterator[None]:
+        """Registers `task_id` for the duration of the block."""
+        with self._cond:
+            self._next += 1
+            entry = self._next
+            self._tasks[entry] = f"{task_id} on {site}"
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._tasks.pop(entry, None)
+                self._cond.notify_all()
+
+    def tasks(self) -> list[str]:
+        with self._cond:
+            return list(self._tasks.values())
+
+    def wait_until_none(self, timeout: float) -> list[str]:
+        """Block until no task is waited on, at most `timeout` s; the tasks still waited on."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._tasks:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            return list(self._tasks.values())
+
+
+WAITING = Waiting()

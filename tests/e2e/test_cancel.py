@@ -1,0 +1,78 @@
+"""Cancel inside a real ComfyUI: an interrupt at any moment of a run cancels the remote task
+(the simulator's own task state says so) within a second, and transient trouble on the
+status and outputs endpoints never abandons a running task."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from support.graphs import run_fetch
+from support.simulator import WORKFLOWS, Simulator
+
+pytestmark = pytest.mark.e2e
+
+#: 40 interrupt offsets from 0.2 s to 4 s after the Run node starts, whole seconds
+#: included: progress reports go out about once a second, which is where cancels were lost.
+OFFSETS = sorted([round(0.2 + 0.1 * i, 1) for i in range(39)] + [0.25])
+CANCEL_WITHIN = 1.0  # seconds from the interrupt to the remote task cancelled
+
+
+@pytest.fixture(scope="module")
+def sim():
+    with Simulator(run_seconds=60, concurrency=2) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def host(sim, comfy_host_factory):
+    return comfy_host_factory(env={"RUNNINGHUB_BASE_URL": sim.base_url, "RUNNINGHUB_API_KEY": sim.keys[0]},
+                              name="cancel")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_each_test(fresh):
+    """Every test starts from the simulator's start state on an idle ComfyUI."""
+
+
+def interrupt_after(host, offset: float):
+    """An on_event hook that interrupts `offset` s after the Run node starts executing;
+    returns (hook, list that receives the wall time of the interrupt)."""
+    sent: list[float] = []
+
+    def fire():
+        sent.append(time.time())
+        host.interrupt()
+
+    def on_event(event):
+        if event.type == "executing" and isinstance(event.data, dict) and event.data.get("node") == "13" \
+                and not sent:
+            timer = threading.Timer(offset, fire)
+            timer.daemon = True
+            timer.start()
+
+    return on_event, sent
+
+
+def test_an_interrupt_at_any_moment_cancels_every_remote_task(host, sim):
+    assert len(OFFSETS) == 40 and {1.0, 2.0, 3.0, 4.0} <= set(OFFSETS)
+    problems = []
+    for offset in OFFSETS:
+        sim.reset()
+        hook, sent = interrupt_after(host, offset)
+        result = host.run(run_fetch(WORKFLOWS["empty"], save_images=False), timeout=60, on_event=hook)
+        time.sleep(0.2)  # a cancel sent just before the prompt ended reaches the simulator
+        tasks = sim.tasks()
+        if result.status != "interrupted":
+            problems.append(f"offset {offset}: the prompt ended {result.status} ({result.error})")
+        for task in tasks:
+            if not task["cancelled"]:
+                problems.append(f"offset {offset}: task {task['taskId']} left {task['status']}")
+            elif task["finished"] - sent[0] > CANCEL_WITHIN:
+                problems.append(f"offset {offset}: task {task['taskId']} cancelled "
+                                f"{task['finished'] - sent[0]:.2f} s after the interrupt")
+        if offset >= 1.0 and not tasks:
+            problems.append(f"offset {offset}: no task was created before the interrupt")
+    assert not problems, f"{len(problems)} of {len(OFFSETS)} interrupts went wrong:\n" + "\n".join(problems)
