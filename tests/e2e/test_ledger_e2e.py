@@ -72,13 +72,13 @@ def free_cache(host) -> None:
 
 
 def test_a_restart_mid_run_then_requeue_reattaches(host, sim):
-    sim.configure(run_seconds=8)
+    sim.configure(run_seconds=10)
     name, pixels = local_image(host, 31)
     graph = upload_run_fetch(name, WORKFLOWS["invert"], seed=7)
     ws, client_id = host.open_ws()
     host.queue_prompt(graph, client_id=client_id)
     deadline = time.monotonic() + 60
-    while not any(r["status"] == "RUNNING" for r in ledger_rows(host)):  # the create's reply is recorded
+    while not any(r["task_id"] and r["status"] in ("QUEUED", "RUNNING") for r in ledger_rows(host)):  # created
         assert time.monotonic() < deadline, "the remote task never started"
         time.sleep(0.1)
     ws.close()
