@@ -116,6 +116,8 @@ def test_a_lost_create_reply_then_requeue_says_the_task_may_exist(host, sim):
     graph["13"]["inputs"]["seed"] = 12  # a new seed asks for a new task on purpose
     assert host.run(graph, timeout=120).status == "success"
     assert sim.count("create") == 3
+    stored = b"".join(p.read_bytes() for p in (host.user_dir / "runninghub").glob("tasks.sqlite3*"))
+    assert stored and sim.keys[0].encode() not in stored  # the ledger (and its WAL) hold the key's last 4 only
 
 
 def test_a_cleared_cache_then_requeue_reuses_the_finished_task(host, sim):
