@@ -52,11 +52,12 @@ class RHRunWorkflow(io.ComfyNode):
                 io.Combo.Input("instance_type", options=["default", "plus"], default="default",
                                tooltip="'default' is a 24 GB GPU, 'plus' a 48 GB one (if the account allows it)."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                             tooltip="Not sent anywhere: change it (or set it to randomize) to run again with "
-                                     "the same inputs. To set the remote workflow's seed, use RH Node Override."),
+                             tooltip="Not sent anywhere: the same inputs and seed re-attach to the earlier task "
+                                     "(even after a restart); change it (or set it to randomize) to run again. "
+                                     "To set the remote workflow's seed, use RH Node Override."),
                 io.Int.Input("max_wait_minutes", default=60, min=1, max=24 * 60, optional=True,
                              tooltip="How long to wait while queued and while running before giving up "
-                                     "(the remote task is then left running; re-attach with RH Fetch Outputs)."),
+                                     "(the remote task is then left running; queue again to re-attach to it)."),
             ],
             outputs=[
                 RH_TASK.Output("task", display_name="task", tooltip="The finished task, for RH Fetch Outputs."),
