@@ -90,6 +90,10 @@ class RHRunWorkflow(io.ComfyNode):
         def on_submitted(task_id: str) -> None:
             sweep.show(index, f"RunningHub task {task_id}: submitted", 1, {"task_id": task_id, "state": "SUBMITTED"})
 
+        def on_reattach(task_id: str) -> None:
+            sweep.show(index, f"RunningHub task {task_id}: re-attached (same inputs and seed as an earlier run; "
+                              "change the seed to run again)", 1, {"task_id": task_id, "state": "REATTACHED"})
+
         def on_wait(text: str) -> None:
             sweep.show(index, text[:1].upper() + text[1:], 0, {"state": "WAITING"})
 
@@ -99,7 +103,7 @@ class RHRunWorkflow(io.ComfyNode):
             run_and_wait, pool, kind=kind, workflow_id=workflow_id, overrides=list(overrides or ()),
             instance_type=instance_type, poll_policy=policy, should_stop=should_stop, on_progress=on_progress,
             on_submitted=on_submitted, on_wait=on_wait, on_warning=lambda text: sweep.warn(index, text),
-            journal=tasks.journal(acct, seed, prompt_id, node_id, index))
+            journal=tasks.journal(acct, seed, prompt_id, node_id, index), on_reattach=on_reattach)
         try:
             task: RemoteTask = await asyncio.get_running_loop().run_in_executor(
                 _RUNNERS, contextvars.copy_context().run, call)

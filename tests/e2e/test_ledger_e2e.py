@@ -130,6 +130,10 @@ def test_a_cleared_cache_then_requeue_reuses_the_finished_task(host, sim):
     assert again.status == "success", again.error
     assert executed(again, "13"), "ComfyUI answered from its cache: the ledger was not exercised"
     assert sim.count("create") == 1
+    [task] = sim.tasks()
+    states = [(e.data.get("state"), e.data.get("task_id")) for e in again.events_of("runninghub.status")
+              if e.data["node"] == "13"]
+    assert ("REATTACHED", task["taskId"]) in states and states[-1] == ("SUCCESS", task["taskId"])
     assert [p.tolist() for p in saved_pixels(host, again)] == [p.tolist() for p in saved_pixels(host, first)]
     assert np.array_equal(saved_pixels(host, again)[0][:, :, :3], 255 - pixels)
 
