@@ -48,6 +48,7 @@ OUTPUT_LIFETIME = 24 * 3600.0
 #: A finished task is reused only while its URLs have at least this much life left.
 REUSE_MARGIN = 3600.0
 BUSY_TIMEOUT = 10.0  # seconds a writer waits for another one
+PRUNE_EVERY = 3600.0  # a ComfyUI that runs for days prunes as it goes
 
 SUBMITTING, MAY_EXIST = "SUBMITTING", "MAY_EXIST"
 WAITING = ("QUEUED", "RUNNING", "CREATE")  # a task that is still on its way
@@ -165,6 +166,7 @@ class TaskLedger:
         self._clock = clock
         self._ready = False
         self._ready_lock = threading.Lock()
+        self._pruned_at = float("-inf")
 
     # -- storage ------------------------------------------------------------------------------
 
@@ -269,6 +271,8 @@ class TaskLedger:
               node_id: str | None = None) -> int:
         """Record a run about to send its create; returns the entry number."""
         now = self._clock()
+        if now - self._pruned_at > PRUNE_EVERY:
+            self.prune()
         fp = fingerprint
         overrides = json.dumps([list(o) for o in fp.overrides], ensure_ascii=False, default=repr)
         with self._transaction() as conn:
@@ -313,7 +317,8 @@ class TaskLedger:
     def prune(self) -> int:
         """Drop entries whose outputs have expired (finished over a lifetime ago) and entries
         not touched for a lifetime; returns how many."""
-        cutoff = self._clock() - self.lifetime
+        self._pruned_at = self._clock()
+        cutoff = self._pruned_at - self.lifetime
         with self._transaction() as conn:
             gone = conn.execute("DELETE FROM tasks WHERE COALESCE(finished_at, updated_at) < ?", (cutoff,)).rowcount
         if gone:

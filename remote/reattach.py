@@ -1,6 +1,6 @@
 """Re-attach instead of creating: one run's dealings with the task ledger (client/ledger.py).
 
-remote/run.py asks `LedgerRun.earlier()` before it creates anything. A run whose
+remote/run.py asks `LedgerRun.earlier()` before it creates anything (during its `turn`). A run whose
 fingerprint matches a task that is still queued or running, or finished with outputs not
 yet expired, waits for or fetches that task instead of creating a new one. One whose
 earlier create may have made a task (the reply was lost, or ComfyUI stopped mid-create)
@@ -15,18 +15,20 @@ records.
 from __future__ import annotations
 
 import logging
-import time
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable, Iterable, TypeVar
+from typing import Callable, Iterable, Iterator, TypeVar
 
-from ..client.errors import (ProtocolError, SubmissionUncertainError, TaskCancelledError, TaskFailedError,
-                             TaskNotFoundError, WaitInterrupted)
+from ..client.errors import (ProtocolError, RunningHubError, SubmissionUncertainError, TaskCancelledError,
+                             TaskFailedError, TaskNotFoundError, WaitInterrupted)
 from ..client.ledger import MAY_EXIST, SUBMITTING, LedgerEntry, RunFingerprint, TaskLedger, TaskMayExistError
 from ..client.overrides import NodeOverride, merge_overrides
 from ..client.polling import TaskProgress
 from ..client.records import TaskHandle, TaskResult
 from ..client.sites import Site
+from ..client.stop import tasks_left_running
 
 log = logging.getLogger("runninghub_bridge.remote")
 T = TypeVar("T")
@@ -63,24 +65,35 @@ class LedgerRun:
         self.tick = tick
         self.entry: int | None = None
 
-    def earlier(self, should_stop: Callable[[], bool] | None = None) -> LedgerEntry | None:
-        """The task to re-attach to, or None to create one. While this process is sending the
-        create of the same fingerprint (a twin node in the same graph), waits for it."""
-        while True:
-            found = self.ledger.lookup(self.fingerprint)
-            if found is None:
-                return None
-            if found.status == MAY_EXIST:
-                raise may_exist_error(found)
-            if found.status != SUBMITTING:
-                self.entry = found.entry
-                log.info("re-attaching to RunningHub task %s (%s, entry %d of the task ledger) instead of creating "
-                         "a new one", found.task_id, found.status.lower(), found.entry)
-                return found
-            if should_stop is not None and should_stop():
-                raise WaitInterrupted("Interrupted while another run with the same inputs and seed was submitting; "
-                                      "nothing was created by this one.")
-            time.sleep(self.tick)
+    @contextmanager
+    def turn(self, should_stop: Callable[[], bool] | None = None) -> Iterator[None]:
+        """Runs of one fingerprint in this process (twin nodes, a re-queue while the first is
+        still submitting) look up and create one at a time, so the second finds the first's
+        task instead of creating its own. Hold it from `earlier()` until the create is recorded."""
+        turn = _turn_for(self.fingerprint.digest())
+        try:
+            while not turn.lock.acquire(timeout=self.tick):
+                if should_stop is not None and should_stop():
+                    raise WaitInterrupted("Interrupted while another run with the same inputs and seed was "
+                                          "submitting; nothing was created by this one.")
+            try:
+                yield
+            finally:
+                turn.lock.release()
+        finally:
+            _turn_done(self.fingerprint.digest(), turn)
+
+    def earlier(self) -> LedgerEntry | None:
+        """The task to re-attach to, or None to create one (call it during your `turn`)."""
+        found = self.ledger.lookup(self.fingerprint)
+        if found is None:
+            return None
+        if found.status in (MAY_EXIST, SUBMITTING):
+            raise may_exist_error(found)
+        self.entry = found.entry
+        log.info("re-attaching to RunningHub task %s (%s, entry %d of the task ledger) instead of creating a new one",
+                 found.task_id, found.status.lower(), found.entry)
+        return found
 
     def recording(self, create: Callable[..., TaskHandle]) -> Callable[..., TaskHandle]:
         """`create(client)`, recorded before it is sent and updated by how it ended."""
@@ -94,8 +107,11 @@ class LedgerRun:
             except MAYBE_CREATED as exc:
                 self.ledger.uncertain(self.entry, str(exc))
                 raise
-            except BaseException:
+            except RunningHubError:
                 self.ledger.forget(self.entry)  # refused, no capacity, never sent: nothing exists
+                raise
+            except BaseException as exc:  # anything unforeseen: the create may have gone out
+                self.ledger.uncertain(self.entry, f"{type(exc).__name__}: {exc}"[:500])
                 raise
             self.ledger.created(self.entry, handle.task_id, handle.state.value)
             return handle
@@ -131,9 +147,10 @@ class LedgerRun:
         except TaskNotFoundError as exc:
             self._finish("FAILED", message=f"RunningHub does not know this task: {exc}")
             raise
-        except WaitInterrupted as exc:  # the stop cancelled the task (or said how to)
-            self._finish("CANCEL", message=str(exc))
-            raise
+        except WaitInterrupted as exc:
+            if not tasks_left_running():  # the stop cancelled the task (or said how to)
+                self._finish("CANCEL", message=str(exc))
+            raise  # left running at shutdown: the next run re-attaches to it
         self._finish("SUCCESS", result=result)
         return result
 
@@ -142,13 +159,41 @@ class LedgerRun:
             self.ledger.finished(self.entry, status, result=result, message=message)
 
 
+class _Turn:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.users = 0
+
+
+_turns: dict[str, _Turn] = {}
+_turns_lock = threading.Lock()
+
+
+def _turn_for(digest: str) -> _Turn:
+    with _turns_lock:
+        turn = _turns.setdefault(digest, _Turn())
+        turn.users += 1
+        return turn
+
+
+def _turn_done(digest: str, turn: _Turn) -> None:
+    with _turns_lock:
+        turn.users -= 1
+        if turn.users == 0 and _turns.get(digest) is turn:
+            del _turns[digest]
+
+
 class _NotRecorded(LedgerRun):
     """A run without a ledger: nothing to find, nothing written."""
 
     def __init__(self):
         self.entry = None
 
-    def earlier(self, should_stop=None) -> None:
+    @contextmanager
+    def turn(self, should_stop=None) -> Iterator[None]:
+        yield
+
+    def earlier(self) -> None:
         return None
 
     def recording(self, create):

@@ -101,32 +101,34 @@ def run_and_wait(pool: KeyPool | RunningHubClient, *, kind: str, workflow_id: st
             should_stop=should_stop, run_time_key=(client.site.base_url, kind, workflow_id)))
         return RemoteTask(task_id=task_id, kind=kind, workflow_id=workflow_id, client=client, result=result)
 
-    reattached = _reattach(pool, recorded.earlier(should_stop), wait, on_wait)
-    if reattached is not None:
-        return reattached
-    entries = pool.call_any(lambda client: prepare_overrides(client, kind, workflow_id, overrides),
-                            on_warning=on_warning)
-
     def create(client: RunningHubClient):
         if kind == "ai-app":
             return client.run_ai_app(workflow_id, entries, instance_type=instance_type)
         return client.create_task(workflow_id, entries, instance_type=instance_type)
 
-    lease, handle = pool.submit(recorded.recording(create), should_stop=should_stop, budget_seconds=capacity_budget,
-                                on_wait=on_wait, on_warning=on_warning)
+    while True:
+        with recorded.turn(should_stop):
+            earlier = recorded.earlier()
+            if earlier is None:
+                entries = pool.call_any(lambda client: prepare_overrides(client, kind, workflow_id, overrides),
+                                        on_warning=on_warning)
+                lease, handle = pool.submit(recorded.recording(create), should_stop=should_stop,
+                                            budget_seconds=capacity_budget, on_wait=on_wait, on_warning=on_warning)
+                break
+        reattached = _reattach(pool, earlier, wait, on_wait)
+        if reattached is not None:
+            return reattached
     with lease:  # the slot is given back when the task ends, however it ends
         if on_submitted is not None:
             on_submitted(handle.task_id)
         return wait(lease.client, handle.task_id, handle.state)
 
 
-def _reattach(pool: KeyPool, earlier: LedgerEntry | None, wait: Callable[..., RemoteTask],
+def _reattach(pool: KeyPool, earlier: LedgerEntry, wait: Callable[..., RemoteTask],
               on_wait: Callable[[str], None] | None) -> RemoteTask | None:
     """Wait for (or fetch) the earlier task of the same run, with the key that created it.
-    None when there is none, or when RunningHub no longer knows it (a definite answer: a
-    new task is then created and nothing is billed twice)."""
-    if earlier is None:
-        return None
+    None when RunningHub no longer knows it (a definite answer, recorded as failed: a new
+    task is then created and nothing is billed twice)."""
     if on_wait is not None:
         on_wait(f"re-attaching to RunningHub task {earlier.task_id} of an earlier run with the same inputs "
                 "and seed (change the seed to run again)")

@@ -47,7 +47,7 @@ class Settings:
     create_seconds: float = 0.0  # a new task is CREATE this long before it is QUEUED
     websocket: str = "on"  # on | off (no netWssUrl) | drop (cut after websocket_drop_after messages) | silent
     websocket_drop_after: int = 3  # messages a `drop` socket sends before the connection is cut
-    progress_steps: int = 20  # progress steps the built-in executor's sampler-like node reports
+    progress_steps: int = 20  # progress steps the built-in executor's sampler-like node reports (0: none)
     uploads_per_account: bool = False  # an upload is visible only to tasks of the key that made it
     redirect_outputs: bool = False  # the output host answers 302 to a CDN path first
     gzip_text_outputs: bool = False  # the output host gzips text files for clients that accept it

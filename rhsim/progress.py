@@ -5,7 +5,9 @@ messages every executor ends with.
 Shapes follow ComfyUI's server (execution.py, main.py, server.py): `{"type": ..., "data": ...}`
 with `execution_start`, `execution_cached`, `executing` (node id, null at the end), `progress`
 (`{value, max, prompt_id, node}`), `executed`, `execution_success` / `execution_error` /
-`execution_interrupted`, and `status` (`{status: {exec_info: {queue_remaining}}}`)."""
+`execution_interrupted`, `progress_state` (`{prompt_id, nodes: {id: {value, max, state, ...}}}`,
+0.3.75's per-node states, sent when a node starts, advances and finishes) and `status`
+(`{status: {exec_info: {queue_remaining}}}`)."""
 
 from __future__ import annotations
 
@@ -46,6 +48,7 @@ class TaskFeed:
         self._sinks: list[Sink] = []
         self.current_node: str | None = None
         self._started: list[str] = []  # nodes announced by `executing`, in order
+        self._states: dict[str, dict] = {}  # ComfyUI's non-pending node states, for progress_state
 
     def attach(self, sink: Sink) -> str | None:
         """Adds a socket; returns the node executing now (ComfyUI re-sends it on connect)."""
@@ -70,6 +73,18 @@ class TaskFeed:
 
     def send(self, kind: str, data: dict, stamped: bool = False) -> None:
         self.publish(message(kind, {**data, "prompt_id": self.prompt_id}, stamped))
+
+    def node_state(self, node_id: str, state: str, value: float | None = None, maximum: float | None = None) -> None:
+        """Sends `progress_state` after node `node_id` became `state` (running / finished)."""
+        with self._lock:
+            entry = self._states.setdefault(node_id, {"value": 0.0, "max": 1.0})
+            if maximum is not None:
+                entry["max"] = float(maximum)
+            entry["value"] = entry["max"] if state == "finished" else float(value or 0.0)
+            entry["state"] = state
+            nodes = {nid: {**e, "node_id": nid, "prompt_id": self.prompt_id, "display_node_id": nid,
+                           "parent_node_id": None, "real_node_id": nid} for nid, e in self._states.items()}
+        self.publish(message("progress_state", {"prompt_id": self.prompt_id, "nodes": nodes}))
 
     # -- the end of a prompt --------------------------------------------------
     def succeeded(self) -> None:
@@ -139,27 +154,32 @@ def sampler_node(graph: dict, executed: list[str], output_ids: set[str]) -> str 
 
 
 def play_builtin(feed: TaskFeed, graph: dict, executed: list[str], files, seconds: float, steps: int,
-                 cancel: threading.Event) -> None:
+                 cancel: threading.Event, failed: bool = False) -> None:
     """Sends a plausible ComfyUI sequence for an already computed graph, spread over
-    `seconds`: the sampler-like node reports `steps` progress steps evenly; save nodes
-    report `executed` with their files. Returns early when `cancel` is set."""
+    `seconds`: the sampler-like node reports `steps` progress steps evenly (0: none); save
+    nodes report `executed` with their files; with `failed`, the last node never finishes.
+    Returns early when `cancel` is set."""
     deadline = time.monotonic() + max(0.0, seconds)
     by_node: dict[str, list] = {}
     for f in files:
         by_node.setdefault(f.node_id, []).append(f)
     sampler = sampler_node(graph, executed, set(by_node))
     total = graph.get(sampler, {}).get("inputs", {}).get("steps") if sampler else None
-    total = total if isinstance(total, int) and total > 0 else max(1, steps)
+    total = total if isinstance(total, int) and total > 0 else steps
     feed.send("execution_start", {}, stamped=True)
     feed.send("execution_cached", {"nodes": []}, stamped=True)
-    for node_id in executed:
+    for position, node_id in enumerate(executed, 1):
+        feed.node_state(node_id, "running")
         feed.send("executing", {"node": node_id, "display_node": node_id})
-        if node_id == sampler:
+        if node_id == sampler and total > 0:
             start, span = time.monotonic(), max(0.0, deadline - time.monotonic())
             for value in range(1, total + 1):
                 if cancel.wait(max(0.0, start + span * value / total - time.monotonic())):
                     return
+                feed.node_state(node_id, "running", value, total)
                 feed.send("progress", {"value": value, "max": total, "node": node_id})
         if node_id in by_node:
             feed.send("executed", {"node": node_id, "display_node": node_id, "output": ui_output(by_node[node_id])})
+        if not (failed and position == len(executed)):
+            feed.node_state(node_id, "finished")
     cancel.wait(max(0.0, deadline - time.monotonic()))

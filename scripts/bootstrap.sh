@@ -32,6 +32,7 @@ exec 9>"$cache/.bootstrap.lock"
 flock 9
 
 host_0_3_75
+tools_venv="$venv"
 echo "VENV=$venv"
 echo "COMFYUI_DIR=$comfy_dir"
 echo "HOST_0_3_75_VENV=$venv"
@@ -143,7 +144,7 @@ front_end() {
   if [ ! -f "$dir/.complete" ]; then
     log "fetching comfyui-frontend-package==$1"
     rm -rf "$dir"
-    "$python_bin" -m pip install --quiet --no-deps --target "$dir" "comfyui-frontend-package==$1"
+    "$tools_venv/bin/python" -m pip install --quiet --no-deps --target "$dir" "comfyui-frontend-package==$1" >&2
     touch "$dir/.complete"
   fi
   echo "$dir/comfyui_frontend_package/static"

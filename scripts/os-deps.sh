@@ -11,7 +11,8 @@ need_command sha256sum coreutils
 need_command git git
 # Python 3.11 (or python3) with venv and pip: the venvs are built from it.
 python_bin="$(command -v "${PYTHON:-python3.11}" || command -v python3 || true)"
-if [ -z "$python_bin" ] || ! "$python_bin" -c 'import venv, ensurepip' >/dev/null 2>&1; then
+if [ -z "$python_bin" ] || ! "$python_bin" -c 'import venv, ensurepip' >/dev/null 2>&1 \
+   || ! "$python_bin" -m pip --version >/dev/null 2>&1; then
   missing+=(python3 python3-venv python3-pip)
 fi
 # The browser tests drive Debian's chromium (never a downloaded browser); a CJK font makes

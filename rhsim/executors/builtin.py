@@ -629,7 +629,7 @@ class BuiltinExecutor(Executor):
     def play(self, ctx, files, failed_node, seconds, steps):
         """The graph ran at once; its ComfyUI-like progress is spread over the running time."""
         order = ctx.executed + ([failed_node] if failed_node and failed_node not in ctx.executed else [])
-        play_builtin(ctx.feed, ctx.graph, order, files, seconds, steps, ctx.cancel_event)
+        play_builtin(ctx.feed, ctx.graph, order, files, seconds, steps, ctx.cancel_event, failed=bool(failed_node))
 
     # -- execution ------------------------------------------------------------
     def run(self, ctx: RunContext) -> list[OutputFile]:

@@ -315,6 +315,8 @@ def test_picker_fills_overrides_and_the_graph_runs(fresh, sim, open_page):
     assert re.fullmatch(r"RunningHub: done · \d+ s", status.locator(".rh-status-line").inner_text())
     assert re.fullmatch(r"Cost: 17 coins, \d+ s", status.locator(".rh-status-detail").inner_text())
     assert status.locator(".rh-copy").is_visible()
+    widgets = page.js("(id) => app.graph.getNodeById(id).widgets.map(w => w.name)", ids["run"])
+    assert "$$node-text-preview" not in widgets, "the status widget replaces the generic text preview"
     page.shot("done")
 
     # The remote task got exactly the picked overrides, and the local graph saved the result.
@@ -493,3 +495,25 @@ def test_a_new_run_node_keeps_its_seed_fixed_and_a_loaded_one_keeps_its_choice(f
         return again.widgets.find(w => w.name === 'control_after_generate').value;
     }""")
     assert loaded == "randomize"
+
+
+# --------------------------------------------------------------------------- template
+
+
+def test_the_template_browser_shows_the_example_with_its_thumbnail(fresh, open_page):
+    """example_workflows/RunningHub_upload_run_fetch.json with its .jpg beside it: the template
+    browser lists it under the pack's name, with the picture loaded."""
+    page = open_page(fresh, sub="template")
+    page.js("() => app.extensionManager.command.execute('Comfy.BrowseTemplates')")
+    dialog = page.page.get_by_role("dialog").first
+    # The pack's category: an `option` of a list box up to front end 1.3x, a `button` from 1.4x on.
+    dialog.get_by_role("option", name=PACK_DIR_NAME).or_(
+        dialog.get_by_role("button", name=PACK_DIR_NAME)).first.click()
+    # The picture: its URL up to 1.3x; from 1.5x on a blob: URL, named by the template's name.
+    thumbnail = f"/workflow_templates/{PACK_DIR_NAME}/RunningHub_upload_run_fetch.jpg"
+    size = wait_js(page, """([src, name]) => {
+        const img = [...document.querySelectorAll('img')].find(i => i.src.endsWith(src) || i.alt === name);
+        return img?.complete && img.naturalWidth > 0 ? [img.naturalWidth, img.naturalHeight] : null;
+    }""", [thumbnail, "RunningHub_upload_run_fetch"])
+    assert size == [1030, 240]
+    page.shot("template-browser")

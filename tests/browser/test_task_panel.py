@@ -17,7 +17,8 @@ from support.simulator import WORKFLOWS
 
 pytestmark = pytest.mark.browser
 
-TAB_BUTTON = ".runninghub-tasks-tab-button"
+# Front end 1.32 marks the sidebar button with a class, 1.58 with a test id.
+TAB_BUTTON = ".runninghub-tasks-tab-button, [data-testid=runninghub-tasks-tab-button]"
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +46,13 @@ def test_the_panel_lists_runs_cancels_a_running_task_and_loads_a_finished_ones_o
     sim = sim_clean
     sim.configure(run_seconds=1.0)
     page = open_page(host)
+    lists = []
+    page.page.on("request", lambda r: r.url.split("?")[0].endswith("/runninghub/tasks") and lists.append(r.url))
     page.page.locator(TAB_BUTTON).click()
     page.page.locator(".rh-tasks").wait_for()
     assert page.page.locator(".rh-tasks h3").inner_text() == "RunningHub tasks"
+    page.page.wait_for_timeout(3000)
+    assert len(lists) == 1, lists  # no polling: one list when the panel opens, then only on changes
     page.shot("empty-panel")
 
     # A run queued elsewhere (the HTTP API) shows up live and finishes.
@@ -95,3 +100,12 @@ def test_the_panel_lists_runs_cancels_a_running_task_and_loads_a_finished_ones_o
     page.shot("loaded-outputs")
     assert not page.log.page_errors, page.log.page_errors
 
+
+
+def test_the_panel_speaks_chinese(host, sim_clean, open_page):
+    page = open_page(host, locale="zh", browser_locale="zh-CN")
+    page.page.locator(TAB_BUTTON).click()
+    page.page.locator(".rh-tasks").wait_for()
+    assert page.page.locator(".rh-tasks h3").inner_text() == "RunningHub 任务"
+    assert "种子" in page.page.locator(".rh-tasks").inner_text()
+    page.shot("zh-panel")

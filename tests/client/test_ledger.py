@@ -131,6 +131,11 @@ def test_pruning_and_the_reuse_window(ledger, clock):
     TaskLedger(ledger.path, clock=clock).entries()  # opening prunes
     assert ledger.entries() == []
 
+    old = ledger.begin(fingerprint(seed=3))
+    clock.now += ledger_mod.OUTPUT_LIFETIME + 1
+    ledger.begin(fingerprint(seed=4))  # a process that runs for days prunes as it goes
+    assert old not in [e.entry for e in ledger.entries()]
+
 
 def test_changes_are_told_to_the_listener(tmp_path, clock):
     seen = []

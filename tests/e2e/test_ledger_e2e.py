@@ -27,9 +27,10 @@ def sim():
 
 @pytest.fixture(scope="module")
 def host(sim, comfy_host_factory):
-    """A ComfyUI of this module's own: the restart test stops and starts it."""
-    return comfy_host_factory(env={"RUNNINGHUB_BASE_URL": sim.base_url, "RUNNINGHUB_API_KEY": sim.keys[0]},
-                              fresh=True, name="ledger")
+    """A ComfyUI of this module's own: the restart test stops and starts it. Its remote
+    tasks outlive a shutdown (RUNNINGHUB_ON_SHUTDOWN=leave), as kill -TERM leaves them."""
+    return comfy_host_factory(env={"RUNNINGHUB_BASE_URL": sim.base_url, "RUNNINGHUB_API_KEY": sim.keys[0],
+                                   "RUNNINGHUB_ON_SHUTDOWN": "leave"}, fresh=True, name="ledger")
 
 
 @pytest.fixture(autouse=True)
@@ -170,6 +171,9 @@ def test_the_task_panel_routes_list_cancel_and_clear(host, sim):
     assert requests.delete(f"{base}/{number}", timeout=30).status_code == 409  # running: cancel first
     assert requests.post(f"{base}/abc/cancel", json={}, timeout=30).status_code == 400
     assert requests.post(f"{base}/999999/cancel", json={}, timeout=30).status_code == 404
+    rebound = {"Host": f"evil.example:{host.port}"}  # DNS rebinding: the host guard covers the panel too
+    assert requests.get(base, headers=rebound, timeout=30).status_code == 403
+    assert requests.post(f"{base}/{number}/cancel", json={}, headers=rebound, timeout=30).status_code == 403
     assert sim.count("cancel") == 0
 
     reply = requests.post(f"{base}/{number}/cancel", json={}, timeout=30)

@@ -82,7 +82,7 @@ def test_official_async_node_flow_branches_on_msg(sim):
     """HM-RunningHub ComfyUI_RH_APICall (async batch node): ai-app/run with an int webappId,
     User-Agent and Content-Type only; polls outputs and branches on `msg`
     (APIKEY_TASK_IS_QUEUED / APIKEY_TASK_IS_RUNNING with data.netWssUrl) before `code`."""
-    sim.configure(concurrency=1, run_seconds=0.6)
+    sim.configure(concurrency=1, run_seconds=2.0)
     headers = {"Content-Type": "application/json", "User-Agent": "ComfyUI-RH-APICall-Node/1.0"}
     ids = []
     for _ in range(2):

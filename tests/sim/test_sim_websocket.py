@@ -19,8 +19,9 @@ def _connect(sim, client_id: str, timeout: float = 15) -> websocket.WebSocket:
 
 
 def _queued_task(api, sim, wf: str = "invert", **settings) -> dict:
-    """A task still queued, so a socket opened now sees its whole run."""
-    sim.configure(queue_seconds=0.6, **settings)
+    """A task still queued, so a socket opened now sees its whole run (generous time to
+    connect on a loaded machine)."""
+    sim.configure(queue_seconds=1.5, **settings)
     reply = api.create(wf)
     assert reply["data"]["taskStatus"] == "QUEUED" and reply["data"]["netWssUrl"] is None
     return reply["data"]
@@ -50,14 +51,19 @@ def test_builtin_run_speaks_comfyui_protocol(api, sim):
     status = messages[0]
     assert status == {"type": "status", "data": {"status": {"exec_info": {"queue_remaining": 1}},
                                                  "sid": task["clientId"]}}
-    assert kinds(messages[1:]) == ["execution_start", "execution_cached", "executing", "executing"] + \
-        ["progress"] * 5 + ["executing", "executed", "execution_success", "executing"]
+    node = ["progress_state", "executing", "progress_state"]
+    assert kinds(messages[1:]) == ["execution_start", "execution_cached"] + node + \
+        ["progress_state", "executing"] + ["progress_state", "progress"] * 5 + ["progress_state"] + \
+        ["progress_state", "executing", "executed", "progress_state", "execution_success", "executing"]
     prompt_ids = {m["data"]["prompt_id"] for m in messages[1:]}
     assert len(prompt_ids) == 1 and re.fullmatch(r"[0-9a-f-]{36}", prompt_ids.pop())
     start, cached = messages[1]["data"], messages[2]["data"]
     assert isinstance(start["timestamp"], int) and cached["nodes"] == []
     assert [m["data"]["node"] for m in messages if m["type"] == "executing"] == ["1", "2", "3", None]
-    assert messages[3]["data"]["display_node"] == "1"
+    assert messages[4]["data"]["display_node"] == "1"
+    final_states = messages[-3]["data"]["nodes"]
+    assert {n: (s["state"], s["value"], s["max"]) for n, s in final_states.items()} == {
+        "1": ("finished", 1.0, 1.0), "2": ("finished", 5.0, 5.0), "3": ("finished", 1.0, 1.0)}
     progress = [m["data"] for m in messages if m["type"] == "progress"]
     assert [p["value"] for p in progress] == [1, 2, 3, 4, 5]
     assert {(p["max"], p["node"]) for p in progress} == {(5, "2")}

@@ -180,8 +180,10 @@ class Simulator:
         self._hook("POST", "faults/clear", {})
 
     def configure(self, **settings) -> dict:
-        """Runtime settings (concurrency, run_seconds, queue_seconds, queue_depth, legacy,
-        coins_per_task, max_upload_mb, url_ttl_seconds, webhook_*), and per-key accounts:
+        """Runtime settings (concurrency, run_seconds, queue_seconds, create_seconds, queue_depth,
+        legacy, coins_per_task, max_upload_mb, url_ttl_seconds, webhook_*, websocket,
+        websocket_drop_after, progress_steps, uploads_per_account, redirect_outputs,
+        gzip_text_outputs: the table in rhsim/README.md), and per-key accounts:
         `configure(keys={key: {"coins": 0, "disabled": True, "money": "1.00"}})`."""
         return self._hook("POST", "config", settings)
 

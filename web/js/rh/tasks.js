@@ -52,7 +52,11 @@ export function addFetchNode(row) {
   const node = globalThis.LiteGraph?.createNode(FETCH);
   if (!node) return null;
   const ds = app.canvas?.ds;
-  node.pos = ds ? [60 / ds.scale - ds.offset[0], 60 / ds.scale - ds.offset[1]] : [60, 60];
+  const el = app.canvas?.canvas;
+  if (ds && el) {  // the middle of what the canvas shows (sidebars may cover its left part)
+    const [x, y] = [el.clientWidth * 0.6, el.clientHeight * 0.4];
+    node.pos = [x / ds.scale - ds.offset[0], y / ds.scale - ds.offset[1]];
+  }
   app.graph.add(node);
   setWidget(node, "task_id", row.task_id);
   setWidget(node, "account", row.account);
