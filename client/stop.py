@@ -13,7 +13,9 @@ import threading
 import time
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Callable, Iterator
+from typing import Callable, Iterator, TypeVar
+
+T = TypeVar("T")
 
 TICK = 0.2  # every wait checks the stop at least this often
 
@@ -46,6 +48,12 @@ def stop_when(should_stop: Callable[[], bool] | None) -> Iterator[None]:
         yield
     finally:
         _current.reset(token)
+
+
+def run_with_stop(should_stop: Callable[[], bool] | None, call: Callable[..., T], /, *args, **kwargs) -> T:
+    """`call(*args, **kwargs)` with `should_stop` as the stop of everything it waits on."""
+    with stop_when(should_stop):
+        return call(*args, **kwargs)
 
 
 @contextmanager

@@ -379,6 +379,17 @@ class ComfyHost:
             self._log_file = None
         _live_hosts.discard(self)
 
+    def send_signal(self, sig: int) -> None:
+        """Send `sig` to ComfyUI's own process, as Ctrl+C or a service manager would."""
+        os.kill(self._proc.pid, sig)
+
+    def wait_exit(self, timeout: float) -> int | None:
+        """ComfyUI's exit status once it has exited, or None if it still runs after `timeout` s."""
+        try:
+            return self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
     @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
