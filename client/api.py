@@ -14,8 +14,8 @@ from typing import Any, Iterable
 
 from . import codes
 from .credentials import ApiKey
-from .errors import (ProtocolError, RunningHubError, ServerError, TaskCancelledError, TaskFailedError,
-                     ValidationFailedError)
+from .errors import (ProtocolError, RunningHubError, ServerError, SubmissionUncertainError, TaskCancelledError,
+                     TaskFailedError, ValidationFailedError)
 from .overrides import NodeOverride
 from .records import (AccountStatus, PromptTips, TaskCost, TaskHandle, TaskOutput, TaskResult, TaskState,
                       UploadedFile, as_id, parse_failure_reason)
@@ -104,6 +104,9 @@ class RunningHubClient:
         return self._task_from_reply(env, f"AI app run (app {webapp})")
 
     def _task_from_reply(self, env: Envelope, operation: str) -> TaskHandle:
+        if env.code == 500:  # an internal error says nothing about whether the task was made
+            raise SubmissionUncertainError.after(f"RunningHub {operation} answered 500 {env.msg}".rstrip(),
+                                                 host=self.site.host, site=self.site.name)
         if env.code == 433:
             tips = PromptTips.parse(env.data.get("promptTips") if isinstance(env.data, dict) else None)
             raise ValidationFailedError(
@@ -247,12 +250,18 @@ def describe_node_errors(node_errors: dict) -> str:
         if not isinstance(entry, dict):
             parts.append(f"node {node_id}: {entry}")
             continue
-        details = []
-        for err in entry.get("errors") or []:
-            if isinstance(err, dict):
-                detail = err.get("details") or err.get("message") or ""
-                info = err.get("extra_info") or {}
-                name = info.get("input_name") if isinstance(info, dict) else None
-                details.append(f"{name}: {detail}" if name else str(detail))
+        details = [_describe_input_error(err) for err in entry.get("errors") or [] if isinstance(err, dict)]
         parts.append(f"node {node_id} ({entry.get('class_type', '?')}): {'; '.join(details) or 'invalid'}")
     return "; ".join(parts)
+
+
+def _describe_input_error(err: dict) -> str:
+    """`seed: Value -1 smaller than min of 0`: ComfyUI puts the reason in `message` and often
+    only the input's name in `details`, so the message leads and details follow when they add."""
+    info = err.get("extra_info") or {}
+    name = info.get("input_name") if isinstance(info, dict) else None
+    message, details = str(err.get("message") or "").strip(), str(err.get("details") or "").strip()
+    text = message or details
+    if message and details and details != name and details not in message:
+        text = f"{message} ({details})"
+    return f"{name}: {text}" if name else text

@@ -1,8 +1,9 @@
 """Downloads of output files: the URLs come from the network, so they are untrusted.
 
 - only http(s); redirects followed by hand (at most 3) and each hop checked again;
-- addresses on this machine or a private network are refused unless the account itself
-  points at such a base URL (a local proxy, or the simulator in tests);
+- only global addresses, checked before connecting (`check_url`) and again for the address
+  actually connected to (`check_peer`); a custom base URL (a local proxy, or the simulator
+  in tests) lets its own host through, nothing else;
 - streamed, with a size cap checked against Content-Length and while reading;
 - connect/read timeouts and an overall deadline, retried through the one retry helper
   (retry.Attempts: Retry-After honoured); a reset mid-body restarts the download (a
@@ -18,10 +19,11 @@ from __future__ import annotations
 import contextvars
 import ipaddress
 import logging
+import re
 import socket
 import threading
 from contextlib import contextmanager
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterable, Iterator
 from urllib.parse import urljoin, urlparse
 
 import requests
@@ -38,27 +40,98 @@ DEFAULT_MAX_BYTES = 2 * 1024 ** 3  # 2 GiB: a long video; images are capped lowe
 _CHUNK = 1024 * 1024
 
 
-def _is_local_address(host: str) -> bool:
-    try:
-        infos = socket.getaddrinfo(host, None)
-    except socket.gaierror:
-        return False  # resolution fails later with a clear connection error
-    for info in infos:
-        addr = ipaddress.ip_address(info[4][0].split("%", 1)[0])
-        if addr.is_loopback or addr.is_private or addr.is_link_local or addr.is_reserved or addr.is_unspecified:
-            return True
-    return False
+Resolver = Callable[[str], Iterable[str]]  # host name -> its addresses
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_INET_ATON_PART = re.compile(r"^(0x[0-9a-f]*|0[0-7]*|[1-9][0-9]*)$")
 
 
-def check_url(url: str, site: Site, *, task_id: str | None = None) -> str:
+def system_resolver(host: str) -> list[str]:
+    return [info[4][0] for info in socket.getaddrinfo(host, None)]
+
+
+def check_url(url: str, site: Site, *, task_id: str | None = None, resolve: Resolver | None = None) -> str:
+    """`url`, when it may be fetched: http(s), and every address of its host global (no
+    loopback, private, link-local, shared 100.64/10, reserved...), in whatever form the
+    host is written (v4-mapped, hex, octal, decimal). A custom base URL (a local proxy, the
+    simulator) lets its own host through, on any port, and nothing else."""
     parsed = urlparse(url or "")
+    where = f" (task {task_id})" if task_id else ""
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
-        raise DownloadError(f"RunningHub returned an output URL that is not http(s): {url[:120]!r}"
-                            + (f" (task {task_id})" if task_id else ""), task_id=task_id, site=site.name)
-    if site.name != "custom" and _is_local_address(parsed.hostname):
-        raise DownloadError(f"Refusing to download an output from a local or private address ({parsed.hostname})"
-                            + (f" for task {task_id}" if task_id else "") + ".", task_id=task_id, site=site.name)
+        raise DownloadError(f"RunningHub returned an output URL that is not http(s): {url[:120]!r}{where}",
+                            task_id=task_id, site=site.name)
+    host = parsed.hostname
+    if _is_site_host(host, site):
+        return url
+    bad = [a for a in _addresses(host, resolve or system_resolver) if not _is_global(a)]
+    if bad:
+        raise DownloadError(f"Refusing to download an output from {host} ({bad[0]} is a local, private or reserved "
+                            f"address){where}: RunningHub's output links point at public hosts.",
+                            task_id=task_id, site=site.name)
     return url
+
+
+def check_peer(resp: requests.Response, site: Site, *, task_id: str | None = None) -> None:
+    """After connecting, before reading: the address actually connected to passes the same
+    rule. A host name can resolve to a public address for `check_url` and to a local one a
+    moment later for the connection (DNS rebinding); this closes that gap. Skipped when a
+    proxy made the connection (the proxy resolved the name, not us)."""
+    host = urlparse(resp.url).hostname or ""
+    if _is_site_host(host, site) or requests.utils.select_proxy(resp.url, requests.utils.get_environ_proxies(resp.url)):
+        return
+    sock = getattr(getattr(resp.raw, "connection", None), "sock", None)
+    if sock is None:
+        return  # nothing connected (an already finished body); there is nothing left to read
+    peer = ipaddress.ip_address(sock.getpeername()[0].split("%", 1)[0])
+    if not _is_global(peer):
+        raise DownloadError(f"Refusing to download an output from {host}: it resolved to {peer}, a local or private "
+                            "address, when connecting (the name's address changed after it was checked).",
+                            task_id=task_id, site=site.name)
+
+
+def _is_site_host(host: str, site: Site) -> bool:
+    return site.name == "custom" and host.lower() == (urlparse(site.base_url).hostname or "").lower()
+
+
+def _addresses(host: str, resolve: Resolver) -> list[ipaddress._BaseAddress]:
+    literal = ip_literal(host)
+    if literal is not None:
+        return [literal]
+    try:
+        return [ipaddress.ip_address(str(a).split("%", 1)[0]) for a in resolve(host)]
+    except (OSError, ValueError):
+        return []  # no address: the connection fails later with a clear error (or check_peer refuses it)
+
+
+def ip_literal(host: str) -> ipaddress._BaseAddress | None:
+    """The address a host written as an IP means, in every form the C library accepts
+    (`0x7f000001`, `2130706433`, `0177.0.0.1`, `127.1`), or None for a name."""
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    parts = host.lower().split(".")
+    if not 1 <= len(parts) <= 4 or not all(_INET_ATON_PART.match(p) for p in parts):
+        return None
+    numbers = [int(p[2:] or "0", 16) if p.startswith("0x") else int(p, 8) if p.startswith("0") else int(p)
+               for p in parts]
+    *head, last = numbers
+    if any(n > 255 for n in head) or last >= 256 ** (4 - len(head)):
+        return None
+    value = last
+    for index, number in enumerate(head):
+        value += number << (8 * (3 - index))
+    return ipaddress.IPv4Address(value)
+
+
+def _is_global(addr: ipaddress._BaseAddress) -> bool:
+    """Public unicast; an IPv6 form that carries an IPv4 address is judged by that address."""
+    if isinstance(addr, ipaddress.IPv6Address):
+        embedded = addr.ipv4_mapped or addr.sixtofour
+        if embedded is None and addr in _NAT64:
+            embedded = ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF)
+        if embedded is not None:
+            return _is_global(embedded)
+    return addr.is_global and not addr.is_multicast
 
 
 def download_to(session: requests.Session, url: str, sink: BinaryIO, *, site: Site, max_bytes: int = DEFAULT_MAX_BYTES,
@@ -102,6 +175,7 @@ def _fetch_once(session, url, sink, *, site, max_bytes, timeouts, task_id, ctx, 
         except requests.RequestException as exc:
             raise _RetryableDownload(f"{type(exc).__name__}") from None
         with resp:
+            check_peer(resp, site, task_id=task_id)
             if resp.status_code in (301, 302, 303, 307, 308) and resp.headers.get("Location"):
                 current = urljoin(current, resp.headers["Location"])
                 continue

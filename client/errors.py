@@ -36,9 +36,17 @@ class ProtocolError(RunningHubError):
 
 
 class SubmissionUncertainError(RunningHubError):
-    """A create/run request was sent but its reply was lost: a billed task may exist.
+    """A create/run request was sent but its reply was lost or said nothing certain (a code
+    500): a billed task may exist.
 
     The pack never resubmits in this case, so nothing is billed twice."""
+
+    @classmethod
+    def after(cls, what_happened: str, *, host: str, site: str | None = None) -> "SubmissionUncertainError":
+        """The error, with the one wording for every way a submission can end uncertain."""
+        return cls(f"{what_happened}, so the task may have been submitted (and billed). The pack did not "
+                   f"resubmit, to avoid billing twice: check the task list on {host} before queueing again.",
+                   site=site)
 
 
 class ServerError(RunningHubError):
@@ -49,6 +57,11 @@ class ServerError(RunningHubError):
 
 class CredentialsError(RunningHubError):
     """No key configured, or a profile that does not exist."""
+
+
+class ProfileChangeRefused(CredentialsError):
+    """A change of a profile that would send a key somewhere it was not entered for, or
+    hold more keys than allowed; nothing was written."""
 
 
 class AuthError(RunningHubError):

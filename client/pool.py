@@ -251,13 +251,18 @@ class KeyPool:
                     raise
                 self._remove(slot, exc, on_warning)
 
-    def client_for_task(self, task_id: str) -> RunningHubClient:
+    def client_for_task(self, task_id: str, key_hint: str | None = None) -> RunningHubClient:
         """The client of the key that created `task_id`: remembered for tasks created
-        through this pool; otherwise each key is asked (status) until one knows the task.
+        through this pool, or the key ending as `key_hint` (the task ledger keeps it across
+        restarts); otherwise each key is asked (status) until one knows the task.
         If none does, the first key's client (its call then reports the unknown task)."""
         task_id = str(task_id).strip()
         with self._cond:
             slot = self._task_keys.get(task_id)
+            hinted = [s for s in self._slots if key_hint and s.hint == key_hint]
+            if slot is None and len(hinted) == 1:
+                slot = hinted[0]
+                self._remember_locked(task_id, slot)
             if slot is not None or len(self._slots) == 1:
                 return (slot or self._slots[0]).client
             candidates = list(self._slots)

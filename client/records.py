@@ -55,7 +55,9 @@ def json_in_string(value: Any) -> Any:
 
 
 class TaskState(str, Enum):
-    CREATE = "CREATE"
+    """A task's state as the pack uses it. RunningHub's `CREATE` (the task exists but is not
+    queued yet) is read as QUEUED: nothing about it differs for a client."""
+
     QUEUED = "QUEUED"
     RUNNING = "RUNNING"
     SUCCESS = "SUCCESS"
@@ -67,6 +69,8 @@ class TaskState(str, Enum):
         text = str(value or "").strip().upper()
         if text in ("CANCELED", "CANCELLED"):
             return cls.CANCEL
+        if text == "CREATE":
+            return cls.QUEUED
         try:
             return cls(text)
         except ValueError:

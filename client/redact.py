@@ -1,11 +1,23 @@
-"""Keys never appear in full: not in logs, reprs, error texts or anything saved."""
+"""Keys never appear in full: not in logs, reprs, error texts or anything saved.
+
+Every key the process has seen (an `ApiKey` built from the environment, the credentials
+file or a route) is remembered here, so that `scrub` can take any text that came from the
+network out of harm's way without each caller knowing which keys exist: a server (or a
+man in the middle) may echo a key, or a long part of it, back in a message.
+"""
 
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterable
+from typing import Any
 
+MIN_RUN = 8  # a run of this many characters of a key is treated as the key
 _KEYLIKE = re.compile(r"\b[0-9a-fA-F]{32}\b")
+_known: set[str] = set()
+_grams: dict[str, str] = {}  # every MIN_RUN-character run of a known key (lower case) -> that key
+_lock = threading.Lock()
 
 
 def redact_key(key: str | None) -> str:
@@ -15,13 +27,71 @@ def redact_key(key: str | None) -> str:
     return "…" + key[-4:]
 
 
-def scrub(text: str, keys: Iterable[str] = ()) -> str:
-    """Replace every known key, and anything shaped like a RunningHub key, by its redaction.
+def remember_secret(secret: str) -> None:
+    """Make `scrub` hide `secret` from now on (called for every key the process loads)."""
+    if not secret or len(secret) < MIN_RUN or secret in _known:
+        return
+    with _lock:
+        _known.add(secret)
+        lower = secret.lower()
+        for start in range(len(lower) - MIN_RUN + 1):
+            _grams.setdefault(lower[start:start + MIN_RUN], secret)
 
-    Applied to any text that came from the server or from an exception before it is logged
-    or shown, because a server may echo the request back.
+
+def scrub(text: str, keys: Iterable[str] = ()) -> str:
+    """`text` with every known key, every run of 8 or more characters of one (any case), and
+    anything shaped like a RunningHub key replaced by `…` + that key's last 4 characters.
+
+    Apply it to any text that came from the network or from an exception before it is
+    logged, shown, raised or stored; `keys` adds keys not (yet) remembered.
     """
     for key in keys:
-        if key and len(key) >= 8:
-            text = text.replace(key, redact_key(key))
+        remember_secret(key)
+    if not isinstance(text, str) or len(text) < MIN_RUN:
+        return text
+    if _grams:
+        text = _hide_runs(text)
     return _KEYLIKE.sub(lambda m: redact_key(m.group(0)), text)
+
+
+def scrub_tree(value: Any) -> Any:
+    """Every string (keys included) of decoded JSON with the runs of known keys replaced.
+    Unlike `scrub`, key-shaped text is kept: replies carry 32-hex tokens and hashes (in
+    output URLs, for one) that are not keys and must stay intact."""
+    if isinstance(value, str):
+        return _hide_runs(value) if _grams and len(value) >= MIN_RUN else value
+    if isinstance(value, list):
+        return [scrub_tree(v) for v in value]
+    if isinstance(value, dict):
+        return {scrub_tree(k): scrub_tree(v) for k, v in value.items()}
+    return value
+
+
+def _hide_runs(text: str) -> str:
+    """One pass over `text`: a window that is a run of a known key grows as far as the text
+    keeps matching that key, and the whole run is replaced."""
+    lower = text.lower()
+    with _lock:
+        grams = dict(_grams)
+    out: list[str] = []
+    done = 0
+    i = 0
+    while i <= len(lower) - MIN_RUN:
+        key = grams.get(lower[i:i + MIN_RUN])
+        if key is None:
+            i += 1
+            continue
+        end = _run_end(lower, i, key.lower())
+        out.append(text[done:i])
+        out.append(redact_key(key))
+        done = i = end
+    out.append(text[done:])
+    return "".join(out)
+
+
+def _run_end(lower_text: str, start: int, lower_key: str) -> int:
+    """The end of the longest run of `lower_key` starting at `start` (at least MIN_RUN long)."""
+    end = start + MIN_RUN
+    while end < len(lower_text) and lower_text[start:end + 1] in lower_key:
+        end += 1
+    return end

@@ -23,7 +23,7 @@ import urllib3
 
 from .credentials import ApiKey
 from .errors import ProtocolError, SubmissionUncertainError, TransportError
-from .redact import scrub
+from .redact import scrub, scrub_tree
 from .retry import Attempts, RetryPolicy, parse_retry_after
 from .sites import Site
 
@@ -79,14 +79,17 @@ def _was_sent(exc: requests.RequestException) -> bool:
 
 
 def parse_envelope(resp: requests.Response, *, what: str) -> Envelope:
-    """The envelope, or _Retryable for server trouble, or ProtocolError for a non-protocol body."""
+    """The envelope, or _Retryable for server trouble, or ProtocolError for a non-protocol body.
+
+    Every string of the reply is scrubbed of known keys here, before any caller can put it
+    in an exception, a log line, a status message or ComfyUI's history."""
     status = resp.status_code
     if status == 429 or status >= 500:
         raise _Retryable(f"HTTP {status} from {what}", sent=True,
                          retry_after=parse_retry_after(resp.headers.get("Retry-After")))
     body = resp.content or b""
     try:
-        doc = json.loads(body)
+        doc = scrub_tree(json.loads(body))  # the one door for network text: an echoed key stops here
     except ValueError:
         kind = "an HTML page" if body.lstrip()[:1] == b"<" else "malformed JSON"
         raise _Retryable(f"{what} answered HTTP {status} with {kind} instead of RunningHub's JSON", sent=True,
@@ -165,10 +168,8 @@ class Transport:
                 failure = _Retryable(f"{what}: {type(exc).__name__}: {scrub(str(exc), secrets)}", sent=_was_sent(exc))
 
             if failure.sent and not repeatable:
-                raise SubmissionUncertainError(
-                    f"{failure.description}. The request was sent but no reply arrived, so a task may have been "
-                    f"created (and billed). The pack did not resubmit, to avoid billing twice: check the task "
-                    f"list on {self.site.host} before queueing again.", site=self.site.name)
+                raise SubmissionUncertainError.after(f"{failure.description}. The request was sent but no reply "
+                                                     "arrived", host=self.site.host, site=self.site.name)
             log.info("%s: %s (attempt %d of %d)", operation, failure.description, attempts.count,
                      self.retry.attempts)
             if attempts.backoff(failure.retry_after) is None:

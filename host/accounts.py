@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import OrderedDict
 
 from ..client.api import RunningHubClient
 from ..client.credentials import Account, ApiKey, CredentialsStore, resolve_account
@@ -13,7 +14,8 @@ from ..client.sites import Site
 from ..client.transport import RetryPolicy, Timeouts, Transport
 from . import comfy
 
-_transports: dict[tuple, Transport] = {}
+MAX_TRANSPORTS = 8  # sites x policies kept open; a normal setup uses 2 (runs and routes) per site
+_transports: OrderedDict[tuple, Transport] = OrderedDict()  # least recently used first
 _lock = threading.Lock()
 
 
@@ -26,13 +28,21 @@ def account_for(profile: str | None) -> Account:
 
 
 def transport_for(site: Site, *, timeouts: Timeouts | None = None, retry: RetryPolicy | None = None) -> Transport:
-    """One pooled transport per site and policy for the process (the routes use shorter timeouts)."""
+    """One pooled transport per site and policy for the process (the routes use shorter
+    timeouts). At most MAX_TRANSPORTS are kept: the least recently used one is dropped and
+    its sockets closed, so many base URLs over a long session hold no sockets forever. (A
+    client still holding a dropped transport keeps working: its session opens a new
+    connection when it needs one.)"""
     cache_key = (site.base_url, timeouts, retry)
     with _lock:
         transport = _transports.get(cache_key)
         if transport is None:
             transport = _transports[cache_key] = Transport(site, timeouts=timeouts, retry=retry)
-        return transport
+        _transports.move_to_end(cache_key)
+        evicted = [_transports.popitem(last=False)[1] for _ in range(len(_transports) - MAX_TRANSPORTS)]
+    for old in evicted:
+        old.session.close()
+    return transport
 
 
 def key_concurrency() -> int:
@@ -55,6 +65,7 @@ def client_for(account: Account) -> RunningHubClient:
     return pool_for(account).client()
 
 
-def client_for_task(account: Account, task_id: str) -> RunningHubClient:
-    """The client of the key that created `task_id` (outputs, status and cancel must use it)."""
-    return pool_for(account).client_for_task(task_id)
+def client_for_task(account: Account, task_id: str, key_hint: str | None = None) -> RunningHubClient:
+    """The client of the key that created `task_id` (outputs, status and cancel must use it);
+    `key_hint` (its last 4, from the task ledger) picks it without asking RunningHub."""
+    return pool_for(account).client_for_task(task_id, key_hint=key_hint)

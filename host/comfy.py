@@ -67,6 +67,17 @@ def send_status(node_id: str | None, text: str, payload: dict[str, Any] | None =
         server.send_sync(STATUS_EVENT, {"node": str(node_id), "text": text, **(payload or {})}, server.client_id)
 
 
+def broadcast(event: str, data: dict[str, Any]) -> None:
+    """A JSON event to every open front end (e.g. the task panel); safe from worker threads."""
+    try:
+        from server import PromptServer
+
+        server = PromptServer.instance
+    except Exception:  # not inside a ComfyUI server (e.g. a script)
+        return
+    server.send_sync(event, data, None)
+
+
 def set_progress(node_id: str | None, value: float, total: float, prompt_id: str | None = None) -> None:
     """The node's progress bar in the front end, sent without ComfyUI's progress hook.
 
@@ -106,6 +117,11 @@ def credentials_path() -> str:
     return os.path.join(user_dir(), "runninghub", "credentials.json")
 
 
+def ledger_path() -> str:
+    """`<ComfyUI user dir>/runninghub/tasks.sqlite3`: the task ledger, kept across restarts."""
+    return os.path.join(user_dir(), "runninghub", "tasks.sqlite3")
+
+
 def new_temp_file(suffix: str) -> str:
     folder = os.path.join(temp_dir(), "runninghub")
     os.makedirs(folder, exist_ok=True)
@@ -125,27 +141,47 @@ def execution_blocker(message: str):
     return ExecutionBlocker(message)
 
 
+def video_has_edits(video) -> bool:
+    """True when a VIDEO value would play differently from its source file.
+
+    Version shim: ComfyUI 0.3.75's VIDEO values are always their whole file; 0.33 adds a
+    trim window (`get_active_trim_window()`, set by the core "Trim Video" node: `as_trimmed`);
+    0.38 adds pending frame edits such as crops (`has_pending_frame_edits()`). Both are read
+    when present, so one code path serves every version."""
+    trim_window = getattr(video, "get_active_trim_window", None)
+    if trim_window is not None:
+        start, duration = trim_window()
+        if start or duration:
+            return True
+    pending = getattr(video, "has_pending_frame_edits", None)
+    return bool(pending is not None and pending())
+
+
+def _source_file_bytes(video) -> bytes:
+    """The bytes of the file behind a VIDEO value, or b"" when it has none (e.g. frames)."""
+    source = video.get_stream_source()
+    if isinstance(source, str):
+        with open(source, "rb") as fh:
+            return fh.read()
+    if hasattr(source, "read"):
+        source.seek(0)
+        return source.read()
+    return b""
+
+
 def video_file_bytes(video) -> bytes:
     """The bytes of a ComfyUI VIDEO value as a file RunningHub accepts.
 
-    A video that already is a file in an accepted container is sent as it is (no re-encode,
-    no quality loss); anything else is written as MP4 (H.264) by ComfyUI itself."""
+    An unedited video that already is a file in an accepted container is sent as it is (no
+    re-encode, no quality loss); a trimmed or otherwise edited one, or one without such a
+    file, is written as MP4 (H.264) by ComfyUI itself, whose `save_to` applies the edits."""
     import io as _io
 
     from ..media.sniff import sniff
 
-    source = video.get_stream_source()
-    if isinstance(source, str):
-        with open(source, "rb") as fh:
-            data = fh.read()
-    elif hasattr(source, "read"):
-        source.seek(0)
-        data = source.read()
-    else:
-        data = b""
-    if data:
-        kind = sniff(data, label="video")
-        if kind.upload_type == "video":
+    if not video_has_edits(video):
+        data = _source_file_bytes(video)
+        if data and sniff(data, label="video").upload_type == "video":
             return data
     buf = _io.BytesIO()
     from comfy_api.latest import Types

@@ -1,8 +1,9 @@
 """The pack's HTTP routes under `/runninghub/...`, for the front end (settings dialog, field
 picker, override check). ComfyUI also serves each of them under `/api/runninghub/...`.
 
-    GET    /runninghub/profiles                              profiles, keys redacted
-    POST   /runninghub/profiles/{name}                       create / change a profile (site, keys)
+    GET    /runninghub/profiles                              profiles; each key as {id, hint}
+    POST   /runninghub/profiles/{name}                       create / change a profile: site, base_url,
+                                                             keys | add_keys, remove_key_ids
     DELETE /runninghub/profiles/{name}                       remove a profile
     POST   /runninghub/profiles/{name}/test                  account status of every key of the profile
     GET    /runninghub/workflows/{workflow_id}/fields        overridable fields (?profile=&refresh=1)
@@ -10,12 +11,17 @@ picker, override check). ComfyUI also serves each of them under `/api/runninghub
 
 Rules every handler keeps:
 - a key goes in (once, in a POST body) and never comes out: replies, logs and error texts
-  carry only `…` + its last 4 characters;
+  carry only `…` + its last 4 characters, and a stored key is addressed by an opaque id;
+  no reply depends on a stored key beyond that (adding a key already there is a no-op);
+- a key is bound to the site it was entered for (client.credentials decides);
 - input is validated before anything is written or sent, and answered 400 with a message;
 - network work runs in a worker thread with short client timeouts and an overall deadline
   (`NETWORK_DEADLINE` seconds, or `RUNNINGHUB_ROUTE_TIMEOUT`), answered 504 when it passes.
+Every route is registered behind host_guard: a request addressed to a host name that is not
+this machine's (DNS rebinding) is answered 403 before any handler runs.
 Errors are `{"error": message, "error_type": name, "code": RunningHub code or null}`: 400 bad
-input, 404 unknown profile or workflow, 409 no usable key (none configured, unknown profile
+input or a refused profile change (site change with keys, address not allowed, too many keys), 403
+host not allowed, 404 unknown profile or workflow, 409 no usable key (none configured, unknown profile
 name, damaged credentials file), 502 RunningHub refused or failed, 504 deadline passed.
 """
 
@@ -29,15 +35,16 @@ from typing import Any, Awaitable, Callable
 
 from ..client.api import RunningHubClient
 from ..client.credentials import (DEFAULT_PROFILE, ENV_BASE_URL, Account, CredentialsStore, account_from_environment,
-                                  resolve_account, validate_profile_name)
-from ..client.errors import (CredentialsError, InvalidNodeInfoError, RunningHubError, TransportError,
-                             WorkflowNotFoundError)
+                                  key_id, resolve_account, validate_profile_name)
+from ..client.errors import (CredentialsError, InvalidNodeInfoError, ProfileChangeRefused, RunningHubError,
+                             TransportError, WorkflowNotFoundError)
 from ..client.overrides import NodeOverride, check_overrides, coerce_text_values, describe_workflow_fields
 from ..client.redact import redact_key, scrub
 from ..client.sites import SITES, resolve_site
 from ..client.transport import RetryPolicy, Timeouts
 from ..remote.run import remote_workflow
-from . import accounts
+from . import accounts, host_guard
+from .task_panel import TASK_ROUTES
 
 log = logging.getLogger("runninghub_bridge.routes")
 
@@ -47,10 +54,10 @@ ENV_ROUTE_TIMEOUT = "RUNNINGHUB_ROUTE_TIMEOUT"
 ROUTE_TIMEOUTS = Timeouts(connect=5.0, read=15.0, upload_read=15.0, deadline=20.0)
 ROUTE_RETRY = RetryPolicy(attempts=2, base_delay=0.3, max_delay=2.0, max_retry_after=3.0)
 MAX_BODY_BYTES = 256 * 1024
-MAX_KEYS = 50
 MAX_OVERRIDES = 500
 _WORKFLOW_ID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 _KEY_CHARS = re.compile(r"^[\x21-\x7e]{8,256}$")  # printable ASCII, no spaces
+_KEY_ID = re.compile(r"^k[0-9a-f]{20}$")
 _RUNNINGHUB_KEY = re.compile(r"^[0-9a-fA-F]{32}$")
 _SITE_CHOICES = ("cn", "ai", "custom")
 
@@ -82,7 +89,7 @@ def _error(message: str, status: int, *, error_type: str = "BadRequest", code: A
 def _status_for(exc: BaseException) -> int:
     if isinstance(exc, RouteTimeout):
         return 504
-    if isinstance(exc, BadRequest):
+    if isinstance(exc, (BadRequest, ProfileChangeRefused)):
         return 400
     if isinstance(exc, CredentialsError):  # no key configured, unknown profile, damaged file
         return 409
@@ -168,8 +175,6 @@ def _key_list(body: dict, field: str) -> list[str] | None:
     if not isinstance(value, list) or not all(isinstance(k, str) for k in value):
         raise BadRequest(f"'{field}' must be a list of keys (strings).")
     keys = [k.strip() for k in value if k.strip()]
-    if len(keys) > MAX_KEYS:
-        raise BadRequest(f"At most {MAX_KEYS} keys per profile.")
     for k in keys:
         if not _KEY_CHARS.match(k):
             # Never echo the value: it may be a real key with a typo.
@@ -189,9 +194,13 @@ def _site_view(entry_site: str | None, base_url: str | None) -> dict:
 
 
 def _profile_view(name: str, entry: dict, source: str = "credentials file") -> dict:
-    view = {"name": name, "source": source, **_site_view(entry.get("site"), entry.get("base_url")),
-            "keys": [redact_key(k) for k in entry.get("keys") or [] if isinstance(k, str)]}
-    return view
+    """A stored profile as routes show it: each key only as its opaque id and `…last4`."""
+    return {"name": name, "source": source, **_site_view(entry.get("site"), entry.get("base_url")),
+            "keys": [_key_view(name, k) for k in entry.get("keys") or [] if isinstance(k, str)]}
+
+
+def _key_view(profile: str, secret: str) -> dict:
+    return {"id": key_id(profile, secret), "hint": redact_key(secret)}
 
 
 def _store() -> CredentialsStore:
@@ -278,68 +287,66 @@ async def post_profile(request):
     try:
         name = _profile_name(request.match_info.get("name", ""))
         body = await _read_json(request)
-        _only(body, ("site", "base_url", "keys", "add_keys", "remove_keys"))
-        site = body.get("site")
-        base_url = body.get("base_url")
-        if site is not None and (not isinstance(site, str) or site not in _SITE_CHOICES):
-            raise BadRequest(f"'site' must be one of {', '.join(_SITE_CHOICES)}.")
-        if base_url is not None and not isinstance(base_url, str):
-            raise BadRequest("'base_url' must be a string (http(s)://host[:port]).")
-        base_url = (base_url or "").strip() or None
-        if site == "custom":
-            if not base_url:
-                raise BadRequest("A custom site needs 'base_url' (http(s)://host[:port]).")
-            try:
-                base_url = resolve_site(base_url=base_url).base_url
-            except ValueError as exc:
-                raise BadRequest(str(exc)) from None
-        elif base_url is not None:
-            raise BadRequest("'base_url' goes with site 'custom' only.")
+        _only(body, ("site", "base_url", "keys", "add_keys", "remove_key_ids"))
+        site = _requested_site(body)
         keys = _key_list(body, "keys")
         add_keys = _key_list(body, "add_keys")
-        remove = body.get("remove_keys")
-        if remove is not None and (not isinstance(remove, list) or not all(isinstance(h, str) for h in remove)):
-            raise BadRequest("'remove_keys' must be a list of key hints ('…abcd' or the last 4 characters).")
+        remove_ids = _id_list(body, "remove_key_ids")
         if keys is not None and add_keys is not None:
             raise BadRequest("Send either 'keys' (replace the pool) or 'add_keys', not both.")
-        if site is None and keys is None and add_keys is None and not remove:
-            raise BadRequest("Nothing to change: send 'site', 'keys', 'add_keys' or 'remove_keys'.")
+        if site is None and keys is None and add_keys is None and not remove_ids:
+            raise BadRequest("Nothing to change: send 'site', 'keys', 'add_keys' or 'remove_key_ids'.")
     except Exception as exc:  # noqa: BLE001
         return _route_error(exc)
 
-    def change() -> dict:
+    def change() -> tuple[dict, list[str]]:
         store = _store()
-        current = store.profiles().get(name) or {}
-        pool = [k for k in current.get("keys") or [] if isinstance(k, str)]
-        tails = []
-        for hint in remove or []:
-            tail = hint.strip().lstrip("\u2026").strip()
-            if len(tail) < 4:
-                raise BadRequest(f"Key hint {hint!r} is too short: use '…' plus the last 4 characters.")
-            matches = [k for k in pool if k.endswith(tail)]
-            if not matches:
-                raise BadRequest(f"Profile '{name}' has no key ending in {tail!r}.")
-            if len(matches) > 1:
-                raise BadRequest(f"Profile '{name}' has {len(matches)} keys ending in {tail!r}: replace the "
-                                 "whole pool instead.")
-            tails.append(tail)
-        kwargs: dict[str, Any] = {}
-        if site == "custom":
-            kwargs.update(site=base_url, base_url=base_url)
-        elif site is not None:
-            kwargs.update(site=site, base_url="")
-        store.set_profile(name, keys=keys, add_keys=add_keys, remove_key_hints=tails, **kwargs)
-        return store.profiles()[name]
+        unknown = store.set_profile(name, site=site, keys=keys, add_keys=add_keys, remove_key_ids=remove_ids)
+        return store.profiles()[name], unknown
 
     try:
-        entry = await asyncio.to_thread(change)
+        entry, unknown = await asyncio.to_thread(change)
     except Exception as exc:  # noqa: BLE001
         return _route_error(exc, tuple((keys or []) + (add_keys or [])))
     view = _profile_view(name, entry)
     warnings = [f"Key {redact_key(k)} does not look like a RunningHub key (32 hexadecimal characters); "
-                "use Test to check it." for k in (keys or []) + (add_keys or []) if not _RUNNINGHUB_KEY.match(k)]
-    log.info("RunningHub profile '%s' saved: site %s, keys %s", name, view["host"], ", ".join(view["keys"]) or "none")
+                "use Test to check it." for k in dict.fromkeys((keys or []) + (add_keys or []))
+                if not _RUNNINGHUB_KEY.match(k)]
+    warnings += [f"Profile '{name}' has no key with id {i}: the settings were out of date; they show the keys "
+                 "now stored." for i in unknown]
+    hints = ", ".join(k["hint"] for k in view["keys"]) or "none"
+    log.info("RunningHub profile '%s' saved: site %s, keys %s", name, view["host"], hints)
     return _json({"profile": view, "warnings": warnings})
+
+
+def _requested_site(body: dict) -> str | None:
+    """The `site` of a profile change as the store takes it: cn, ai or the custom base URL
+    (which the store accepts only where the server owner allowed it)."""
+    site, base_url = body.get("site"), body.get("base_url")
+    if site is not None and (not isinstance(site, str) or site not in _SITE_CHOICES):
+        raise BadRequest(f"'site' must be one of {', '.join(_SITE_CHOICES)}.")
+    if base_url is not None and not isinstance(base_url, str):
+        raise BadRequest("'base_url' must be a string (http(s)://host[:port]).")
+    base_url = (base_url or "").strip() or None
+    if site != "custom":
+        if base_url is not None:
+            raise BadRequest("'base_url' goes with site 'custom' only.")
+        return site
+    if not base_url:
+        raise BadRequest("A custom site needs 'base_url' (http(s)://host[:port]).")
+    try:
+        return resolve_site(base_url=base_url).base_url
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+
+
+def _id_list(body: dict, field: str) -> list[str]:
+    value = body.get(field)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(i, str) and _KEY_ID.match(i) for i in value):
+        raise BadRequest(f"'{field}' must be a list of key ids, as GET /runninghub/profiles lists them.")
+    return value
 
 
 async def delete_profile(request):
@@ -358,6 +365,8 @@ async def test_profile(request):
     try:
         name = _profile_name(request.match_info.get("name", ""))
         account = await asyncio.to_thread(_account, name)
+    except ProfileChangeRefused as exc:  # it exists, but points where its keys may not go
+        return _route_error(exc)
     except CredentialsError as exc:
         return _error(scrub(str(exc), _known_keys()), 404, error_type=type(exc).__name__)
     except Exception as exc:  # noqa: BLE001
@@ -371,9 +380,10 @@ async def test_profile(request):
         except Exception as exc:  # noqa: BLE001 - reported per key
             if not isinstance(exc, RunningHubError):
                 log.exception("account status for %s failed", key.hint)
-            return {"key": key.hint, "ok": False, "error": scrub(str(exc) or type(exc).__name__, secrets),
+            return {"key": key.hint, "id": _key_id_of(account, key), "ok": False,
+                    "error": scrub(str(exc) or type(exc).__name__, secrets),
                     "error_type": type(exc).__name__, "code": getattr(exc, "code", None)}
-        return {"key": key.hint, "ok": True, "coins": status.remain_coins, "running_tasks": status.current_task_counts,
+        return {"key": key.hint, "id": _key_id_of(account, key), "ok": True, "coins": status.remain_coins, "running_tasks": status.current_task_counts,
                 "money": status.remain_money, "currency": status.currency, "api_type": status.api_type}
 
     results = await asyncio.gather(*(one(i) for i in range(len(account.keys))))
@@ -387,6 +397,11 @@ async def test_profile(request):
         "base_url": site.base_url,
         "keys": results,
     })
+
+
+def _key_id_of(account: Account, key) -> str | None:
+    """The key's id for the settings dialog; none for environment keys (routes cannot change them)."""
+    return key_id(account.profile, key.secret) if account.source == "credentials file" else None
 
 
 async def get_workflow_fields(request):
@@ -481,8 +496,15 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", f"{PREFIX}/profiles/{{name}}/test", test_profile),
     ("GET", f"{PREFIX}/workflows/{{workflow_id}}/fields", get_workflow_fields),
     ("POST", f"{PREFIX}/workflows/{{workflow_id}}/check", post_check),
+    *TASK_ROUTES,
 ]
 _MARK = "_runninghub_bridge_routes"
+
+
+def _host_refused(message: str):
+    log.warning("%s", message)
+    return _error(message, 403, error_type="HostNotAllowed")
+
 
 
 def register_routes(server: Any = None) -> bool:
@@ -501,7 +523,7 @@ def register_routes(server: Any = None) -> bool:
         log.warning("RunningHub routes not registered: ComfyUI's web server had already started.")
         return False
     for method, path, handler in ROUTES:
-        server.routes.route(method, path)(handler)
+        server.routes.route(method, path)(host_guard.guarded(handler, _host_refused))
     setattr(server, _MARK, True)
     log.debug("RunningHub routes registered under %s", PREFIX)
     return True

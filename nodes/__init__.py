@@ -23,6 +23,8 @@ class RunningHubExtension(ComfyExtension):
         shutdown.install()
 
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
-        # ComfyUI 0.3.75 never calls on_load (later versions do, before this): register here too.
+        # ComfyUI 0.3.75 never calls on_load; 0.33.0 calls it just before this. Registering here
+        # too covers both, and register_routes adds the routes once either way (the e2e route
+        # tests run on both hosts; a second registration would stop ComfyUI's web server).
         await self.on_load()
         return list(NODES)

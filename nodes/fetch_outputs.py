@@ -8,30 +8,36 @@ import os
 from comfy_api.latest import io
 
 from ..client.errors import WaitInterrupted
-from ..host import accounts, comfy
-from ..remote.fetch import FetchedOutputs, fetch_outputs
+from ..host import accounts, comfy, tasks
+from ..remote.fetch import Downloaded, FetchedOutputs, fetch_outputs
 from .sweep import describe_progress
 from .sockets import CATEGORY, RH_TASK, account_input
 
 SIZE_POLICIES = ["pad", "fit", "stretch", "error"]
 
 
+def _temp_entry(it: Downloaded, default_ext: str) -> dict:
+    """A fetched file written to ComfyUI's temp folder, as a preview entry."""
+    ext = {"jpeg": "jpg"}.get(it.output.file_type, it.output.file_type or default_ext)
+    path = comfy.new_temp_file("." + ext)
+    with open(path, "wb") as fh:
+        fh.write(it.data)
+    return {"filename": os.path.basename(path), "subfolder": "runninghub", "type": "temp"}
+
+
 def _preview_entries(fetched: FetchedOutputs) -> dict:
-    """Files in ComfyUI's temp folder for the node's preview (images, else the first video)."""
+    """Files in ComfyUI's temp folder for the node's preview: the images, else the first
+    video; and the audio, as fetched (the front end shows a player, as for Preview Audio)."""
     ui: dict = {}
-    entries = []
-    for it in fetched.image_files:
-        ext = {"jpeg": "jpg"}.get(it.output.file_type, it.output.file_type or "png")
-        path = comfy.new_temp_file("." + ext)
-        with open(path, "wb") as fh:
-            fh.write(it.data)
-        entries.append({"filename": os.path.basename(path), "subfolder": "runninghub", "type": "temp"})
+    entries = [_temp_entry(it, "png") for it in fetched.image_files]
     if entries:
         ui["images"] = entries
     elif fetched.videos:
         path = fetched.videos[0].path
         ui["images"] = [{"filename": os.path.basename(path), "subfolder": "runninghub", "type": "temp"}]
         ui["animated"] = [True]
+    if fetched.audio_file is not None:
+        ui["audio"] = [_temp_entry(fetched.audio_file, "flac")]
     ui["text"] = [fetched.summary()]
     return ui
 
@@ -84,7 +90,7 @@ class RHFetchOutputs(io.ComfyNode):
             if not tid:
                 raise ValueError("RH Fetch Outputs: wire a task from RH Run Workflow, or enter a task_id to "
                                  "re-attach to.")
-            client, result = accounts.client_for_task(accounts.account_for(account), tid), None
+            client, result = tasks.client_for_task(accounts.account_for(account), tid), None
 
         def on_progress(p):
             comfy.send_status(node_id, describe_progress(p), {"task_id": p.task_id, "state": p.state.value})

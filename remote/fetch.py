@@ -69,6 +69,7 @@ class FetchedOutputs:
     image_files: list[Downloaded] = field(default_factory=list)
     videos: list[Downloaded] = field(default_factory=list)
     audio: dict | None = None
+    audio_file: Downloaded | None = None  # the file `audio` was decoded from (for the preview)
     texts: list[str] = field(default_factory=list)
     listing: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
@@ -292,7 +293,7 @@ def _download_and_decode(client: RunningHubClient, task_id: str, fetched: Fetche
                 fetched.videos.append(it)
             elif it.kind == "audio":
                 if fetched.audio is None:
-                    fetched.audio = decode_audio(it.data, label=it.label)
+                    fetched.audio, fetched.audio_file = decode_audio(it.data, label=it.label), it
             elif it.kind == "text":
                 fetched.texts.append(it.data.decode("utf-8", errors="replace"))
         except DownloadError:

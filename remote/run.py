@@ -10,11 +10,13 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..client.api import RunningHubClient
-from ..client.errors import RunningHubError, TransportError
+from ..client.errors import RunningHubError, TaskNotFoundError, TransportError
 from ..client.overrides import NodeOverride, check_overrides, coerce_text_values, merge_overrides
 from ..client.polling import PollPolicy, TaskProgress, wait_for_task
+from ..client.ledger import LedgerEntry
 from ..client.pool import KeyPool
 from ..client.records import TaskResult, TaskState
+from .reattach import NOT_RECORDED, RunJournal
 
 log = logging.getLogger("runninghub_bridge.remote")
 
@@ -77,32 +79,62 @@ def run_and_wait(pool: KeyPool | RunningHubClient, *, kind: str, workflow_id: st
                  on_progress: Callable[[TaskProgress], None] | None = None,
                  on_submitted: Callable[[str], None] | None = None,
                  on_wait: Callable[[str], None] | None = None,
-                 on_warning: Callable[[str], None] | None = None) -> RemoteTask:
+                 on_warning: Callable[[str], None] | None = None,
+                 journal: RunJournal | None = None) -> RemoteTask:
     """Check the overrides, create the task on a key of `pool` with a free slot (a bare
     client is a pool of one key), and wait for it with that key. The key's slot is held
     until the task ends. `on_wait(text)` tells why submitting waits, `on_warning(text)`
-    that a key was taken out of the pool."""
+    that a key was taken out of the pool. With a `journal`, the task is kept in the task
+    ledger, and a run with the same fingerprint as an earlier task re-attaches to it
+    (remote/reattach.py) instead of creating another one."""
     if isinstance(pool, RunningHubClient):
         pool = KeyPool.of_client(pool)
     workflow_id = str(workflow_id).strip()
     if not workflow_id:
         raise RunningHubError("RH Run Workflow: workflow_id is empty. Paste the id of the RunningHub workflow "
                               "(the number in its URL) or of the AI app.")
-    entries = pool.call_any(lambda client: prepare_overrides(client, kind, workflow_id, overrides),
-                            on_warning=on_warning)
+    recorded = journal.for_run(pool.site, kind, workflow_id, instance_type, overrides) if journal else NOT_RECORDED
+
+    def wait(client: RunningHubClient, task_id: str, initial: TaskState) -> RemoteTask:
+        result = recorded.outcome(lambda: wait_for_task(
+            client, task_id, initial_state=initial, policy=poll_policy, on_progress=recorded.observe(on_progress),
+            should_stop=should_stop, run_time_key=(client.site.base_url, kind, workflow_id)))
+        return RemoteTask(task_id=task_id, kind=kind, workflow_id=workflow_id, client=client, result=result)
 
     def create(client: RunningHubClient):
         if kind == "ai-app":
             return client.run_ai_app(workflow_id, entries, instance_type=instance_type)
         return client.create_task(workflow_id, entries, instance_type=instance_type)
 
-    lease, handle = pool.submit(create, should_stop=should_stop, budget_seconds=capacity_budget, on_wait=on_wait,
-                                on_warning=on_warning)
+    while True:
+        with recorded.turn(should_stop):
+            earlier = recorded.earlier()
+            if earlier is None:
+                entries = pool.call_any(lambda client: prepare_overrides(client, kind, workflow_id, overrides),
+                                        on_warning=on_warning)
+                lease, handle = pool.submit(recorded.recording(create), should_stop=should_stop,
+                                            budget_seconds=capacity_budget, on_wait=on_wait, on_warning=on_warning)
+                break
+        reattached = _reattach(pool, earlier, wait, on_wait)
+        if reattached is not None:
+            return reattached
     with lease:  # the slot is given back when the task ends, however it ends
         if on_submitted is not None:
             on_submitted(handle.task_id)
-        initial = handle.state if handle.state in (TaskState.QUEUED, TaskState.RUNNING) else TaskState.QUEUED
-        result = wait_for_task(lease.client, handle.task_id, initial_state=initial, policy=poll_policy,
-                               on_progress=on_progress, should_stop=should_stop,
-                               run_time_key=(lease.client.site.base_url, kind, workflow_id))
-    return RemoteTask(task_id=handle.task_id, kind=kind, workflow_id=workflow_id, client=lease.client, result=result)
+        return wait(lease.client, handle.task_id, handle.state)
+
+
+def _reattach(pool: KeyPool, earlier: LedgerEntry, wait: Callable[..., RemoteTask],
+              on_wait: Callable[[str], None] | None) -> RemoteTask | None:
+    """Wait for (or fetch) the earlier task of the same run, with the key that created it.
+    None when RunningHub no longer knows it (a definite answer, recorded as failed: a new
+    task is then created and nothing is billed twice)."""
+    if on_wait is not None:
+        on_wait(f"re-attaching to RunningHub task {earlier.task_id} of an earlier run with the same inputs "
+                "and seed (change the seed to run again)")
+    try:
+        return wait(pool.client_for_task(earlier.task_id, key_hint=earlier.key_hint), earlier.task_id,
+                    TaskState.parse(earlier.status))
+    except TaskNotFoundError as exc:
+        log.warning("RunningHub no longer knows task %s (%s); creating a new one", earlier.task_id, exc)
+        return None

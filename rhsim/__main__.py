@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import atexit
 import logging
 import shutil
 import signal
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
 from .app import Settings, SimApp
 from .protocol import redact
-from .server import make_server
+from .server import start_listeners
 from .storage import Storage
 
 log = logging.getLogger("rhsim")
@@ -24,6 +24,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m rhsim", description="Local RunningHub simulator.")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    p.add_argument("--files-port", type=int, default=0,
+                   help="port of the output host (same address as --host; 0 picks a free port)")
     p.add_argument("--workflows", required=True, type=Path,
                    help="folder of API-format <workflowId>.json (AI-app ids map to <webappId>.json)")
     p.add_argument("--key", action="append", default=[], required=True, help="an accepted API key (repeatable)")
@@ -42,6 +44,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--legacy", action="store_true", help="start in legacy-drift mode")
     p.add_argument("--log-level", default="INFO")
     return p.parse_args(argv)
+
+
+async def serve(app: SimApp, host: str, port: int, files_port: int) -> None:
+    """Serves until SIGTERM or SIGINT; prints the one ready line once both hosts listen."""
+    listeners = await start_listeners(app, host, port, files_port)
+    stopped = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopped.set)
+    log.info("API on %s, output files on %s", app.base_url, app.files_base_url)
+    print(f"rhsim listening on {app.base_url}", flush=True)
+    try:
+        await stopped.wait()
+    finally:
+        await listeners.close()
 
 
 def main(argv=None) -> int:
@@ -75,22 +92,13 @@ def main(argv=None) -> int:
     for account in app.accounts.values():
         account.coins = args.coins
         app._initial_accounts[account.key].coins = args.coins
-    server = make_server(app, args.host, args.port)
     log.info("site %s, executor %s, keys %s, workflows %s, data %s", args.site, app.executor.name,
              ", ".join(redact(k) for k in args.key), args.workflows, data_dir)
-
-    def stop(signum, frame):
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    print(f"rhsim listening on {app.base_url}", flush=True)
     try:
-        server.serve_forever(poll_interval=0.2)
+        asyncio.run(serve(app, args.host, args.port, args.files_port))
     finally:
         app.tasks.stop()
         app.executor.close()
-        server.server_close()
         log.info("stopped")
     return 0
 

@@ -12,15 +12,20 @@ from pathlib import Path
 from typing import Any
 
 from . import protocol as P
+from .bodies import form_text
 from .executors.base import Executor, PromptInvalid, RunContext
 from .faults import FaultBoard
+from .progress import TaskFeed
 from .protocol import ApiError, redact
 from .storage import UPLOAD_KINDS, Storage
-from .tasks import FAILED, QUEUED, RUNNING, SUCCESS, Task, TaskManager, WebhookRecord, new_client_id
+from .tasks import FAILED, RUNNING, SUCCESS, WAITING, Task, TaskManager, WebhookRecord, new_client_id
 from .webhook import deliver_webhook, webhook_allowed
 from .workflows import WorkflowStore, apply_overrides, check_overrides, parse_graph_string, parse_node_info_list
 
 log = logging.getLogger("rhsim.app")
+
+
+CHOICES = {"websocket": ("on", "off", "drop", "silent")}
 
 
 @dataclass
@@ -39,7 +44,13 @@ class Settings:
     webhook_timeout_seconds: float = 5.0
     webhook_retry_seconds: float = 1.0
     webhook_retries: int = 3
-    running_with_wss_url: bool = False  # 804 with data {netWssUrl} instead of null
+    create_seconds: float = 0.0  # a new task is CREATE this long before it is QUEUED
+    websocket: str = "on"  # on | off (no netWssUrl) | drop (cut after websocket_drop_after messages) | silent
+    websocket_drop_after: int = 3  # messages a `drop` socket sends before the connection is cut
+    progress_steps: int = 20  # progress steps the built-in executor's sampler-like node reports (0: none)
+    uploads_per_account: bool = False  # an upload is visible only to tasks of the key that made it
+    redirect_outputs: bool = False  # the output host answers 302 to a CDN path first
+    gzip_text_outputs: bool = False  # the output host gzips text files for clients that accept it
 
     def update(self, values: dict) -> None:
         known = {f.name: f for f in fields(self)}
@@ -47,6 +58,8 @@ class Settings:
             if name not in known:
                 raise ValueError(f"unknown setting {name!r}")
             kind = type(getattr(self, name))
+            if name in CHOICES and value not in CHOICES[name]:
+                raise ValueError(f"{name} must be one of {', '.join(CHOICES[name])}")
             if kind is bool and not isinstance(value, bool):
                 raise ValueError(f"{name} must be true or false")
             try:
@@ -92,7 +105,8 @@ class SimApp:
         self.foreign_keys = set(foreign_keys)
         self.counters = Counters()
         self.lock = threading.RLock()
-        self.base_url = ""  # set by the server once it listens
+        self.base_url = ""  # the API host, set by the server once it listens
+        self.files_base_url = ""  # the output host, likewise
         self.tasks = TaskManager(self.executor, settings, self._on_success, self._on_finish)
 
     # ------------------------------------------------------------------ hooks
@@ -157,15 +171,16 @@ class SimApp:
     # ------------------------------------------------------------------ helpers
     def ok(self, data: Any) -> dict:
         reply = {"code": 0, "msg": self.settings.legacy_success_msg if self.settings.legacy else "success", "data": data}
-        return self._finish(reply)
+        return self.finish(reply)
 
-    def _finish(self, reply: dict) -> dict:
+    def finish(self, reply: dict) -> dict:
+        """Adds what the current drift mode puts on every envelope."""
         if self.settings.legacy:
             reply["errorMessages"] = None
         return reply
 
     def error_reply(self, err: ApiError) -> dict:
-        return self._finish({"code": err.code, "msg": err.msg, "data": err.data})
+        return self.finish({"code": err.code, "msg": err.msg, "data": err.data})
 
     def authenticate(self, key: Any, param: str = "apiKey") -> Account:
         if not key or not isinstance(key, str):
@@ -230,11 +245,12 @@ class SimApp:
         task_id, client_id = self.tasks.ids.next(), new_client_id()
         # Validation (and, for ComfyUI, input uploads and enqueueing) runs outside the lock.
         try:
-            tips, state = self.executor.submit(final_graph, task_id, client_id)
+            files = self.storage.for_account(account.key, self.settings.uploads_per_account)
+            tips, state = self.executor.submit(final_graph, task_id, client_id, files)
         except PromptInvalid as exc:
             raise ApiError(P.VALIDATE_PROMPT_FAILED, data={"promptTips": P.dumps(exc.prompt_tips)}) from exc
-        ctx = RunContext(task_id=task_id, graph=final_graph, storage=self.storage,
-                         add_metadata=bool(add_metadata), state=state)
+        ctx = RunContext(task_id=task_id, graph=final_graph, storage=files,
+                         add_metadata=bool(add_metadata), state=state, feed=TaskFeed(state["prompt_id"]))
         task = Task(
             task_id=task_id, client_id=client_id, key=account.key, kind=kind, workflow_id=target_id,
             overrides=[o.as_dict() for o in overrides], graph=final_graph, prompt_tips=tips, ctx=ctx,
@@ -262,10 +278,16 @@ class SimApp:
         return {
             "taskId": task.task_id,
             "clientId": task.client_id,
-            "taskStatus": QUEUED if task.status == QUEUED else RUNNING if task.status == RUNNING else task.status,
+            "taskStatus": task.status,
             "promptTips": P.dumps(task.prompt_tips),
-            "netWssUrl": None,
+            "netWssUrl": self.wss_url(task) if task.status == RUNNING else None,
         }
+
+    def wss_url(self, task: Task) -> str | None:
+        """The task's websocket (ComfyUI's `/ws?clientId=`), unless sockets are off."""
+        if self.settings.websocket == "off":
+            return None
+        return f"{self.base_url.replace('http', 'ws', 1)}/ws?clientId={task.client_id}"
 
     # ------------------------------------------------------------------ finish
     def _on_success(self, task: Task) -> None:
@@ -284,7 +306,7 @@ class SimApp:
                              name=f"rhsim-webhook-{task.task_id}").start()
 
     def _send_webhook(self, task: Task) -> None:
-        reply = self.outputs_reply(task, self.base_url, numeric_cost_time=True)
+        reply = self.outputs_reply(task, numeric_cost_time=True)
         event = {"event": "TASK_END", "taskId": task.task_id, "eventData": P.dumps(reply)}
         if not webhook_allowed(task.webhook.url):
             task.webhook.callback_status = "FAILED"
@@ -294,11 +316,15 @@ class SimApp:
         deliver_webhook(task.webhook, event, self.settings)
 
     # ------------------------------------------------------------------ outputs
-    def output_items(self, task: Task, base_url: str, numeric_cost_time: bool = False) -> list[dict]:
+    def file_url(self, entry) -> str:
+        """Where a published file is downloaded: the output host, whatever Host the client sent."""
+        return self.files_base_url + self.storage.url_path(entry)
+
+    def output_items(self, task: Task, numeric_cost_time: bool = False) -> list[dict]:
         cost_time = task.cost_time if numeric_cost_time else str(task.cost_time)
         return [
             {
-                "fileUrl": base_url + self.storage.url_path(entry),
+                "fileUrl": self.file_url(entry),
                 "fileType": out.file_type,
                 "nodeId": out.node_id,
                 "taskCostTime": cost_time,
@@ -309,54 +335,53 @@ class SimApp:
             for out, entry in zip(task.outputs, task.published)
         ]
 
-    def outputs_reply(self, task: Task, base_url: str, numeric_cost_time: bool = False) -> dict:
+    def outputs_reply(self, task: Task, numeric_cost_time: bool = False) -> dict:
         legacy = self.settings.legacy
-        if task.status == QUEUED:
+        if task.status in WAITING:
             if legacy:
-                return self._finish({"code": 0, "msg": P.LEGACY_QUEUED_MSG, "data": None})
+                return self.finish({"code": 0, "msg": P.LEGACY_QUEUED_MSG, "data": None})
             return self.error_reply(ApiError(P.APIKEY_TASK_IS_QUEUED))
         if task.status == RUNNING:
             if legacy:
-                return self._finish({"code": 0, "msg": P.LEGACY_RUNNING_MSG, "data": None})
-            data = None
-            if self.settings.running_with_wss_url:
-                data = {"netWssUrl": f"{base_url.replace('http', 'ws', 1)}/ws?clientId={task.client_id}"}
+                return self.finish({"code": 0, "msg": P.LEGACY_RUNNING_MSG, "data": None})
+            url = self.wss_url(task)
+            data = {"netWssUrl": url} if url else None
             return self.error_reply(ApiError(P.APIKEY_TASK_IS_RUNNING, data=data))
         if task.status == FAILED:
             data = {"failedReason": task.failed_reason}
             if legacy:
-                return self._finish({"code": P.UNKNOWN_ERROR, "msg": P.LEGACY_FAILED_MSG, "data": data})
+                return self.finish({"code": P.UNKNOWN_ERROR, "msg": P.LEGACY_FAILED_MSG, "data": data})
             return self.error_reply(ApiError(P.APIKEY_TASK_STATUS_ERROR, data=data))
-        return self.ok(self.output_items(task, base_url, numeric_cost_time))
+        return self.ok(self.output_items(task, numeric_cost_time))
 
     # ------------------------------------------------------------------ endpoints (v1)
-    def ep_create(self, body: dict, key: str | None, base_url: str) -> dict:
+    def ep_create(self, body: dict, key: str | None) -> dict:
         account = self.authenticate(key)
         task = self.create_task(account, kind="workflow", target_id=body.get("workflowId"), body=body)
         return self.ok(self.create_reply_data(task))
 
-    def ep_ai_app_run(self, body: dict, key: str | None, base_url: str) -> dict:
+    def ep_ai_app_run(self, body: dict, key: str | None) -> dict:
         account = self.authenticate(key)
         task = self.create_task(account, kind="ai-app", target_id=body.get("webappId"), body=body)
         return self.ok(self.create_reply_data(task))
 
-    def ep_outputs(self, body: dict, key: str | None, base_url: str) -> dict:
+    def ep_outputs(self, body: dict, key: str | None) -> dict:
         account = self.authenticate(key)
         task = self.own_task(account, self.task_id_param(body))
-        return self.outputs_reply(task, base_url)
+        return self.outputs_reply(task)
 
-    def ep_status(self, body: dict, key: str | None, base_url: str) -> dict:
+    def ep_status(self, body: dict, key: str | None) -> dict:
         account = self.authenticate(key)
         task = self.own_task(account, self.task_id_param(body))
         return self.ok(task.status)
 
-    def ep_cancel(self, body: dict, key: str | None, base_url: str) -> dict:
+    def ep_cancel(self, body: dict, key: str | None) -> dict:
         account = self.authenticate(key)
         task = self.own_task(account, self.task_id_param(body))
         self.tasks.cancel(task)
         return self.ok(None)
 
-    def ep_account_status(self, body: dict, key: str | None, base_url: str) -> dict:
+    def ep_account_status(self, body: dict, key: str | None) -> dict:
         account = self.authenticate(key, "apikey")
         with self.tasks.lock:
             current = self.tasks.running_count(account.key) + self.tasks.queued_count(account.key)
@@ -370,7 +395,7 @@ class SimApp:
         }
         return self.ok(data)
 
-    def ep_get_json_api_format(self, body: dict, key: str | None, base_url: str) -> dict:
+    def ep_get_json_api_format(self, body: dict, key: str | None) -> dict:
         self.authenticate(key)
         workflow_id = body.get("workflowId")
         if workflow_id in (None, "") or isinstance(workflow_id, (bool, dict, list)):
@@ -378,7 +403,7 @@ class SimApp:
         graph = self.workflows.load(str(workflow_id))
         return self.ok({"prompt": json.dumps(graph, ensure_ascii=False)})
 
-    def ep_get_webhook_detail(self, body: dict, key: str | None, base_url: str) -> dict:
+    def ep_get_webhook_detail(self, body: dict, key: str | None) -> dict:
         account = self.authenticate(key)
         task = self.own_task(account, self.task_id_param(body))
         hook = task.webhook
@@ -395,6 +420,20 @@ class SimApp:
             "updateTime": _iso(hook.updated),
         })
 
+    def ep_upload(self, fields: dict, key: str | None) -> dict:
+        """v1 upload from a parsed multipart form."""
+        account = self.authenticate(key)
+        if "file" not in fields or fields["file"][0] is None:
+            raise ApiError(P.PARAMS_INVALID, "file is required")
+        file_type = form_text(fields, "fileType")
+        if not file_type:
+            raise ApiError(P.PARAMS_INVALID, "fileType is required")
+        if file_type not in ("image", "video", "audio", "input"):
+            raise ApiError(P.PARAMS_INVALID, f"fileType must be image, video, audio or input, not {file_type!r}")
+        filename, data = fields["file"]
+        name, _kind = self.upload(account, data, filename or "", file_type)
+        return self.ok({"fileName": name, "fileType": file_type})
+
     def upload(self, account: Account, data: bytes, filename: str, file_type: str | None) -> tuple[str, str]:
         """Stores an upload; returns (fileName, kind)."""
         limit = int(self.settings.max_upload_mb * 1024 * 1024)
@@ -408,17 +447,34 @@ class SimApp:
                            f"unsupported file type {ext or '(none)'!r}; accepted: {', '.join(UPLOAD_KINDS)}")
         if not data:
             raise ApiError(P.PARAMS_INVALID, "file is empty")
-        name = self.storage.save_upload(data, ext)
+        name = self.storage.save_upload(data, ext, account.key)
         log.info("upload by key %s: %s (%d bytes)", redact(account.key), name, len(data))
         return name, UPLOAD_KINDS[ext]
 
     # ------------------------------------------------------------------ v2
-    def v2_task_view(self, task: Task, base_url: str) -> dict:
+    def v2_run(self, account: Account, kind: str, target_id: str, body: dict) -> dict:
+        task = self.create_task(account, kind="ai-app" if kind == "ai-app" else "workflow", target_id=target_id,
+                                body=body, api="v2")
+        view = self.v2_task_view(task)
+        return {k: view[k] for k in ("taskId", "status", "errorCode", "errorMessage", "results", "clientId",
+                                     "promptTips")}
+
+    def v2_upload(self, account: Account, fields: dict) -> dict:
+        if "file" not in fields or fields["file"][0] is None:
+            raise ApiError(P.PARAMS_INVALID, "file is required")
+        filename, data = fields["file"]
+        name, kind = self.upload(account, data, filename, None)
+        entry = self.storage.publish(self.storage.resolve_input(name), None, name.split("/")[-1])
+        return {"code": 0, "message": "success", "data": {
+            "type": kind, "download_url": self.file_url(entry), "fileName": name, "size": str(len(data)),
+        }}
+
+    def v2_task_view(self, task: Task) -> dict:
         status = "CANCEL" if task.cancelled else task.status
         results = None
         if task.status == SUCCESS:
             results = [
-                {"url": base_url + self.storage.url_path(entry), "outputType": out.file_type,
+                {"url": self.file_url(entry), "outputType": out.file_type,
                  "text": out.text, "nodeId": out.node_id}
                 for out, entry in zip(task.outputs, task.published)
             ]

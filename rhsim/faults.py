@@ -41,7 +41,7 @@ ENDPOINTS = {
     "v2/run/ai-app": "/openapi/v2/run/ai-app/{webappId}",
     "v2/query": "/openapi/v2/query",
     "v2/upload": "/openapi/v2/media/upload/binary",
-    "files": "/files/{token}/{name}",
+    "files": "/rh-resource-models/{token}/output/{name}",  # on the output host
 }
 ANY_API = "*"  # every endpoint except `files`
 

@@ -9,6 +9,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 # Upload extensions RunningHub accepts, and the `type` the v2 upload reports for them.
 UPLOAD_KINDS = {
@@ -51,13 +52,16 @@ class Storage:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self.extra_input_dirs = [Path(p) for p in extra_input_dirs]
         self._files: dict[str, StoredFile] = {}
+        self._uploaders: dict[str, set[str]] = {}  # upload file name -> keys that uploaded it
         self._counters: dict[str, int] = {}
         self._lock = threading.Lock()
 
     # -- inputs ---------------------------------------------------------------
-    def save_upload(self, data: bytes, ext: str) -> str:
-        """Stores an upload; returns the RunningHub file name `api/<sha256>.<ext>`."""
+    def save_upload(self, data: bytes, ext: str, key: str) -> str:
+        """Stores an upload by `key`; returns the RunningHub file name `api/<sha256>.<ext>`."""
         name = f"api/{hashlib.sha256(data).hexdigest()}.{ext}"
+        with self._lock:
+            self._uploaders.setdefault(name, set()).add(key)
         path = self.input_dir / name
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists():
@@ -83,6 +87,15 @@ class Storage:
                 return candidate
         return None
 
+    def hidden_from(self, name: str, key: str) -> bool:
+        """Whether `name` is an upload that `key` never made (sample inputs are everyone's)."""
+        name = name.strip().removesuffix(" [input]")
+        with self._lock:
+            return name in self._uploaders and key not in self._uploaders[name]
+
+    def for_account(self, key: str, private_uploads: bool) -> "AccountFiles":
+        return AccountFiles(self, key, private_uploads)
+
     # -- outputs --------------------------------------------------------------
     def next_output_name(self, prefix: str, ext: str) -> str:
         """ComfyUI-style `<prefix>_00001_.<ext>`, counting per prefix."""
@@ -99,7 +112,7 @@ class Storage:
         return folder / name
 
     def publish(self, path: Path, task_id: str | None = None, name: str | None = None) -> StoredFile:
-        """Makes a file downloadable under `/files/<token>/<name>`."""
+        """Makes a file downloadable from the output host (see url_path)."""
         name = name or path.name
         entry = StoredFile(
             token=secrets.token_hex(16), path=Path(path), name=name,
@@ -115,4 +128,24 @@ class Storage:
 
     @staticmethod
     def url_path(entry: StoredFile) -> str:
-        return f"/files/{entry.token}/{entry.name}"
+        """The file's path on the output host, shaped like RunningHub's storage URLs."""
+        return f"/rh-resource-models/{entry.token}/output/{quote(entry.name)}"
+
+
+class AccountFiles:
+    """The storage as one account's tasks see it. With uploads per account (a setting: the
+    real service does not document it), an upload is visible only to the keys that made
+    it; everything else is the shared storage."""
+
+    def __init__(self, storage: Storage, key: str, private_uploads: bool):
+        self._storage = storage
+        self._key = key
+        self._private = private_uploads
+
+    def resolve_input(self, name: str) -> Path | None:
+        if self._private and isinstance(name, str) and self._storage.hidden_from(name, self._key):
+            return None
+        return self._storage.resolve_input(name)
+
+    def __getattr__(self, name: str):
+        return getattr(self._storage, name)

@@ -1,4 +1,4 @@
-"""Tasks and their life cycle: QUEUED -> RUNNING -> SUCCESS | FAILED, per-key concurrency."""
+"""Tasks and their life cycle: [CREATE ->] QUEUED -> RUNNING -> SUCCESS | FAILED, per-key concurrency."""
 
 from __future__ import annotations
 
@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .executors.base import Cancelled, Executor, NodeFailure, OutputFile, RunContext, cancelled_reason, failed_reason
+from .progress import status_message
 from .protocol import redact
 
 log = logging.getLogger("rhsim.tasks")
 
-QUEUED, RUNNING, SUCCESS, FAILED = "QUEUED", "RUNNING", "SUCCESS", "FAILED"
+CREATE, QUEUED, RUNNING, SUCCESS, FAILED = "CREATE", "QUEUED", "RUNNING", "SUCCESS", "FAILED"
+WAITING = (CREATE, QUEUED)  # created, not running yet: both count against the queue
 
 
 class TaskIds:
@@ -83,9 +85,15 @@ class Task:
             return 0
         return max(1, math.ceil(self.finished - self.started - 1e-6))
 
+    @property
+    def feed(self):
+        return self.ctx.feed
+
     def summary(self) -> dict:
         return {
             "taskId": self.task_id,
+            "clientId": self.client_id,
+            "promptId": self.ctx.prompt_id,
             "key": redact(self.key),
             "status": self.status,
             "cancelled": self.cancelled,
@@ -136,13 +144,22 @@ class TaskManager:
         with self.lock:
             return sorted(self._tasks.values(), key=lambda t: (t.created, t.task_id))
 
+    def by_client_id(self, client_id: str) -> Task | None:
+        with self.lock:
+            return next((t for t in self._tasks.values() if t.client_id == client_id), None)
+
+    def open_count(self, key: str) -> int:
+        """Tasks of `key` not finished yet (ComfyUI's `queue_remaining` for its socket)."""
+        with self.lock:
+            return sum(1 for t in self._tasks.values() if t.key == key and t.status in (*WAITING, RUNNING))
+
     def running_count(self, key: str) -> int:
         with self.lock:
             return sum(1 for t in self._tasks.values() if t.key == key and t.status == RUNNING)
 
     def queued_count(self, key: str) -> int:
         with self.lock:
-            return sum(1 for t in self._tasks.values() if t.key == key and t.status == QUEUED)
+            return sum(1 for t in self._tasks.values() if t.key == key and t.status in WAITING)
 
     def has_room(self, key: str) -> bool:
         """Whether a new task for `key` may be created (a slot or room in the queue)."""
@@ -154,7 +171,9 @@ class TaskManager:
 
     # -- changes --------------------------------------------------------------
     def add(self, task: Task) -> None:
+        """Takes a new task: CREATE for `create_seconds` if set, else QUEUED."""
         with self.lock:
+            task.status = CREATE if self.settings.create_seconds > 0 else QUEUED
             self._tasks[task.task_id] = task
             log.info("task %s created for key %s (%s %s)", task.task_id, redact(task.key), task.kind, task.workflow_id)
             self._pump()
@@ -162,7 +181,7 @@ class TaskManager:
 
     def cancel(self, task: Task) -> bool:
         with self.lock:
-            if task.status not in (QUEUED, RUNNING):
+            if task.status not in (*WAITING, RUNNING):
                 return False
             was_running = task.status == RUNNING
             task.cancelled = True
@@ -170,6 +189,9 @@ class TaskManager:
             task.failed_reason = cancelled_reason()
             task.status = FAILED
             log.info("task %s cancelled while %s", task.task_id, "running" if was_running else "queued")
+            if was_running:
+                task.feed.interrupted(task.graph)
+                task.feed.publish(status_message(self.open_count(task.key)))
             self.on_finish(task)
             self._pump()
             self._wake.notify_all()
@@ -202,11 +224,13 @@ class TaskManager:
             if t.status == RUNNING:
                 running[t.key] = running.get(t.key, 0) + 1
         for task in self.all():
+            if task.status == CREATE and now - task.created >= self.settings.create_seconds:
+                task.status = QUEUED
             if task.status != QUEUED:
                 continue
             if running.get(task.key, 0) >= self.settings.concurrency:
                 continue
-            if now - task.created < self.settings.queue_seconds:
+            if now - task.created < self.settings.create_seconds + self.settings.queue_seconds:
                 continue
             running[task.key] = running.get(task.key, 0) + 1
             task.status = RUNNING
@@ -226,9 +250,9 @@ class TaskManager:
         except Exception as exc:  # noqa: BLE001 - an executor bug still ends the task
             log.exception("task %s: executor error", task.task_id)
             reason = failed_reason("", "", type(exc).__name__, str(exc))
-        remaining = task.started + task.run_seconds - time.time()
-        if remaining > 0:
-            task.ctx.cancel_event.wait(remaining)
+        failed_node = (reason or {}).get("node_id") or None
+        self.executor.play(task.ctx, outputs, failed_node, task.started + task.run_seconds - time.time(),
+                           self.settings.progress_steps)
         with self.lock:
             if task.status != RUNNING:  # cancelled meanwhile
                 return
@@ -239,9 +263,12 @@ class TaskManager:
                 task.outputs = outputs
                 self.on_success(task)
                 task.status = SUCCESS
+                task.feed.succeeded()
             else:
                 task.failed_reason = reason
                 task.status = FAILED
+                task.feed.failed(reason, task.graph)
+            task.feed.publish(status_message(self.open_count(task.key)))
             log.info("task %s finished: %s in %.2fs", task.task_id, task.status, task.finished - task.started)
             self.on_finish(task)
             self._pump()

@@ -51,7 +51,13 @@ class RunContext:
     storage: Any
     add_metadata: bool = True
     cancel_event: threading.Event = field(default_factory=threading.Event)
-    state: Any = None  # whatever submit() returned
+    state: Any = None  # whatever submit() returned; holds the ComfyUI `prompt_id`
+    feed: Any = None  # progress.TaskFeed: the task's websocket messages
+    executed: list[str] = field(default_factory=list)  # node ids in the order they ran
+
+    @property
+    def prompt_id(self) -> str:
+        return (self.state or {}).get("prompt_id", "")
 
     def check_cancel(self) -> None:
         if self.cancel_event.is_set():
@@ -61,14 +67,21 @@ class RunContext:
 class Executor:
     name = "base"
 
-    def submit(self, graph: dict, task_id: str, client_id: str) -> tuple[dict, Any]:
-        """Validates (and, for a remote engine, enqueues) the graph.
+    def submit(self, graph: dict, task_id: str, client_id: str, storage=None) -> tuple[dict, Any]:
+        """Validates (and, for a remote engine, enqueues) the graph, finding input files in
+        `storage` (the creating account's view of it; default: the executor's own).
         Returns (promptTips, state) or raises PromptInvalid."""
         raise NotImplementedError
 
     def run(self, ctx: RunContext) -> list[OutputFile]:
         """Executes; returns the saved files. Raises NodeFailure or Cancelled."""
         raise NotImplementedError
+
+    def play(self, ctx: RunContext, files: list[OutputFile], failed_node: str | None, seconds: float,
+             steps: int) -> None:
+        """Fills the task's minimum running time (`seconds`) once run() returned, sending
+        whatever progress the executor has not sent live. Returns early on cancel."""
+        ctx.cancel_event.wait(max(0.0, seconds))
 
     def cancel(self, ctx: RunContext) -> None:
         ctx.cancel_event.set()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Callable
@@ -20,6 +21,7 @@ import numpy as np
 from PIL import Image, ImageOps, ImageSequence
 from PIL.PngImagePlugin import PngInfo
 
+from ..progress import play_builtin
 from .base import (
     Cancelled,
     Executor,
@@ -514,7 +516,7 @@ class BuiltinExecutor(Executor):
         self.storage = storage
 
     # -- validation -----------------------------------------------------------
-    def _validate_node(self, graph: dict, node_id: str, cache: dict, errors: dict) -> bool:
+    def _validate_node(self, graph: dict, node_id: str, cache: dict, errors: dict, storage) -> bool:
         if node_id in cache:
             return cache[node_id]
         cache[node_id] = True  # guards cycles; corrected below
@@ -559,14 +561,14 @@ class BuiltinExecutor(Executor):
                                               input_name=name, input_config=in_spec.config(),
                                               received_type=received, linked_node=value))
                     continue
-                if not self._validate_node(graph, source_id, cache, errors):
+                if not self._validate_node(graph, source_id, cache, errors, storage):
                     ok = False
             else:
                 _, err = _convert(in_spec, name, value)
                 if err:
                     node_errors.append(err)
         if spec.check and not node_errors:
-            for name, message in spec.check(inputs, self.storage):
+            for name, message in spec.check(inputs, storage):
                 node_errors.append(_error("custom_validation_failed", "Custom validation failed for node",
                                           f"{name} - {message}", input_name=name,
                                           input_config=spec.required.get(name, In("STRING")).config(),
@@ -577,8 +579,10 @@ class BuiltinExecutor(Executor):
         cache[node_id] = ok
         return ok
 
-    def validate(self, graph: dict) -> dict:
-        """ComfyUI's validate_prompt, reduced: returns promptTips; raises PromptInvalid."""
+    def validate(self, graph: dict, storage=None) -> dict:
+        """ComfyUI's validate_prompt, reduced: returns promptTips; raises PromptInvalid.
+        Input files are looked up in `storage` (the creating account's view), default all."""
+        storage = storage or self.storage
         for node_id, node in graph.items():
             class_type = node["class_type"]
             if class_type not in NODE_TYPES:
@@ -596,7 +600,7 @@ class BuiltinExecutor(Executor):
             raise PromptInvalid({"result": False, "error": err, "outputs_to_execute": [], "node_errors": {}})
         cache, node_errors, good = {}, {}, []
         for out_id in outputs:
-            if self._validate_node(graph, out_id, cache, node_errors):
+            if self._validate_node(graph, out_id, cache, node_errors, storage):
                 good.append(out_id)
         for nid, entry in node_errors.items():
             entry["dependent_outputs"] = [o for o in outputs if nid in self._ancestors(graph, o)]
@@ -618,15 +622,20 @@ class BuiltinExecutor(Executor):
                     stack.append(str(value[0]))
         return seen
 
-    def submit(self, graph, task_id, client_id):
-        tips = self.validate(graph)
-        return tips, {"outputs": tips["outputs_to_execute"]}
+    def submit(self, graph, task_id, client_id, storage=None):
+        tips = self.validate(graph, storage)
+        return tips, {"outputs": tips["outputs_to_execute"], "prompt_id": str(uuid.uuid4())}
+
+    def play(self, ctx, files, failed_node, seconds, steps):
+        """The graph ran at once; its ComfyUI-like progress is spread over the running time."""
+        order = ctx.executed + ([failed_node] if failed_node and failed_node not in ctx.executed else [])
+        play_builtin(ctx.feed, ctx.graph, order, files, seconds, steps, ctx.cancel_event, failed=bool(failed_node))
 
     # -- execution ------------------------------------------------------------
     def run(self, ctx: RunContext) -> list[OutputFile]:
         graph = ctx.graph
         results: dict[str, tuple] = {}
-        executed: list[str] = []
+        executed: list[str] = ctx.executed
         files: list[OutputFile] = []
 
         def evaluate(node_id: str):

@@ -9,7 +9,9 @@ Uses ComfyUI's documented HTTP API only:
 - `GET /view?filename=&subfolder=&type=output` for every file in `outputs` (temp files, i.e.
   PreviewImage, are not API outputs on RunningHub);
 - `POST /queue {delete: [id]}` and `POST /interrupt {prompt_id}` on cancel;
-- `GET /object_info` (once) to know which nodes are output nodes for promptTips.
+- `GET /object_info` (once) to know which nodes are output nodes for promptTips;
+- `GET /ws?clientId=<the task's clientId>`, opened before `/prompt`: the prompt's messages are
+  relayed to the task's own socket (relay.py).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import PurePosixPath
 
 from ..protocol import UNKNOWN_ERROR, ApiError
 from .base import Cancelled, Executor, NodeFailure, OutputFile, PromptInvalid, RunContext, failed_reason
+from .relay import PromptRelay
 
 log = logging.getLogger("rhsim.executor.comfyui")
 
@@ -85,7 +88,7 @@ class ComfyUIExecutor(Executor):
         reply = json.loads(data)
         return f"{reply['subfolder']}/{reply['name']}" if reply.get("subfolder") else reply["name"]
 
-    def _upload_inputs(self, graph: dict) -> dict:
+    def _upload_inputs(self, graph: dict, storage) -> dict:
         """Uploads every referenced local input file; returns the graph with ComfyUI's names."""
         graph = json.loads(json.dumps(graph))
         done: dict[str, str] = {}
@@ -95,7 +98,7 @@ class ComfyUIExecutor(Executor):
                 value = inputs.get(name)
                 if not isinstance(value, str):
                     continue
-                path = self.storage.resolve_input(value)
+                path = storage.resolve_input(value)
                 if path is None:
                     continue
                 if value not in done:
@@ -114,15 +117,20 @@ class ComfyUIExecutor(Executor):
                       key=lambda x: (0, int(x), "") if x.isdigit() else (1, 0, x))
 
     # ------------------------------------------------------------------ submit
-    def submit(self, graph, task_id, client_id):
+    def submit(self, graph, task_id, client_id, storage=None):
+        prompt_id = str(uuid.uuid4())
+        relay = PromptRelay(self._ws_url(client_id), prompt_id, timeout_seconds=self.timeout_seconds)
+        relay.start()
         try:
-            remote_graph = self._upload_inputs(graph)
-            prompt_id = str(uuid.uuid4())
+            remote_graph = self._upload_inputs(graph, storage or self.storage)
             status, reply = self._json("POST", "/prompt", {"prompt": remote_graph, "client_id": client_id,
                                                            "prompt_id": prompt_id})
         except ComfyUIError as exc:
+            relay.stop()
             log.error("task %s: %s", task_id, exc)
             raise ApiError(UNKNOWN_ERROR, "UNKNOWN_ERROR: the execution backend is unreachable") from exc
+        if status != 200:
+            relay.stop()
         if status == 400 and isinstance(reply, dict):
             raise PromptInvalid({"result": False, "error": reply.get("error"), "outputs_to_execute": [],
                                  "node_errors": reply.get("node_errors") or {}})
@@ -132,11 +140,15 @@ class ComfyUIExecutor(Executor):
         tips = {"result": True, "error": None, "outputs_to_execute": self._outputs_of(graph),
                 "node_errors": reply.get("node_errors") or {}}
         log.info("task %s is ComfyUI prompt %s", task_id, reply["prompt_id"])
-        return tips, {"prompt_id": reply["prompt_id"]}
+        return tips, {"prompt_id": reply["prompt_id"], "relay": relay}
+
+    def _ws_url(self, client_id: str) -> str:
+        return self.base_url.replace("http", "ws", 1) + f"/ws?clientId={client_id}"
 
     # ------------------------------------------------------------------ run
     def run(self, ctx: RunContext) -> list[OutputFile]:
         prompt_id = ctx.state["prompt_id"]
+        ctx.state["relay"].attach(ctx.feed)
         deadline = time.monotonic() + self.timeout_seconds
         while True:
             if ctx.cancel_event.is_set():
@@ -203,6 +215,8 @@ class ComfyUIExecutor(Executor):
     # ------------------------------------------------------------------ cancel
     def cancel(self, ctx: RunContext) -> None:
         ctx.cancel_event.set()
+        if (ctx.state or {}).get("relay"):
+            ctx.state["relay"].stop()
         prompt_id = (ctx.state or {}).get("prompt_id")
         if not prompt_id:
             return

@@ -20,18 +20,38 @@ from typing import Any
 import pytest
 import requests
 
-from support.comfy_host import PACK_DIR_NAME, REPO_ROOT
+from support.comfy_host import PACK_DIR_NAME, REPO_ROOT, selected_front_end, selected_host
 from support.simulator import Simulator
 
 CHROMIUM = os.environ.get("RH_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]
-ARTIFACTS = REPO_ROOT / "artifacts" / "browser"
+# One folder per host of the matrix, so a later host's screenshots never replace another's.
+ARTIFACTS = REPO_ROOT / "artifacts" / "browser" / (
+    f"comfyui-{selected_host()}" + (f"-fe{selected_front_end()}" if selected_front_end() else ""))
 VIEWPORT = {"width": 1400, "height": 900}
 APP_READY_JS = "() => !!(window.app && window.app.graph && window.app.canvas && window.LiteGraph)"
 PACK_READY_JS = ("() => !!(window.app && window.app.graph && window.app.canvas && window.LiteGraph"
                  " && window.app.extensions?.some(e => e.name === 'RunningHub.Bridge')"
                  " && document.getElementById('rh-bridge-style'))")
+PACK_CONSOLE_JS = """(() => {
+    for (const level of ['warn', 'error']) {
+        const original = console[level];
+        console[level] = function (...args) {
+            const stack = new Error().stack ?? '';
+            if (stack.includes('/extensions/%s/')) {
+                window.__rhPackConsole?.(`${level}: ${args.map(String).join(' ')}\\n${stack}`);
+            }
+            return original.apply(this, args);
+        };
+    }
+})()""" % PACK_DIR_NAME
+# For tests that change the graph from code: records it with the workflow's change tracker
+# (captureCanvasState from front end 1.5x on, checkState, deprecated there, before).
+CAPTURE_STATE_JS = """window.rhTestCaptureState = () => {
+    const tracker = app.extensionManager?.workflow?.activeWorkflow?.changeTracker;
+    if (tracker?.captureCanvasState) tracker.captureCanvasState(); else tracker?.checkState();
+};"""
 PACK_URL_PARTS = (f"/extensions/{PACK_DIR_NAME}/", "/runninghub/", "/i18n")
 
 
@@ -64,9 +84,21 @@ class PageLog:
     console: list[tuple[str, str]] = field(default_factory=list)
     page_errors: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (url, status or failure)
+    pack_messages: list[str] = field(default_factory=list)  # warnings and errors naming a pack file
 
     def errors(self) -> list[str]:
         return [text for kind, text in self.console if kind == "error"]
+
+    def record(self, message) -> None:
+        """Keeps a console message; a warning or error that names one of the pack's files
+        (in its text, its stack or where it was logged from) is also kept apart: any such
+        message fails the test (a deprecation warning of a newer front end included)."""
+        self.console.append((message.type, message.text))
+        if message.type in ("warning", "error"):
+            where = " ".join(str(message.location.get(k, "")) for k in ("url", "lineNumber"))
+            stack = f"{message.text} @ {where}"
+            if PACK_DIR_NAME in stack:
+                self.pack_messages.append(stack)
 
     def pack_failures(self) -> list[tuple[str, str]]:
         return [(url, why) for url, why in self.failed if any(p in url for p in PACK_URL_PARTS)]
@@ -85,9 +117,14 @@ class BrowserPage:
             viewport=VIEWPORT, accept_downloads=True, locale=browser_locale)
         # Hide the front end's "try the new node design" banner, so screenshots show the canvas.
         self.context.add_init_script("localStorage.setItem('vueNodesBannerDismissed', 'true')")
+        # A warning the front end logs about a call the pack made (a deprecated LiteGraph
+        # API, say) is logged from the front end's file: the call stack names the pack.
+        self.context.expose_function("__rhPackConsole", lambda text: self.log.pack_messages.append(text))
+        self.context.add_init_script(PACK_CONSOLE_JS)
+        self.context.add_init_script(CAPTURE_STATE_JS)
         self.page = self.context.new_page()
         self.page.set_default_timeout(30_000)
-        self.page.on("console", lambda m: self.log.console.append((m.type, m.text)))
+        self.page.on("console", self.log.record)
         self.page.on("pageerror", lambda e: self.log.page_errors.append(f"{e}\n{getattr(e, 'stack', '')}"))
         self.page.on("response", lambda r: r.status >= 400 and self.log.failed.append((r.url, str(r.status))))
         self.page.on("requestfailed", lambda r: self.log.failed.append((r.url, str(r.failure))))
@@ -117,12 +154,14 @@ class BrowserPage:
     # ------------------------------------------------------------ front-end helpers
 
     def open_settings(self, category: str) -> None:
-        """Opens ComfyUI's settings dialog with its shortcut (Ctrl+,) and picks a category."""
-        self.page.locator("canvas#graph-canvas").click(position={"x": 700, "y": 600})
-        self.page.keyboard.press("Control+Comma")
-        dialog = self.page.locator(".settings-container, [role=dialog]").filter(has_text=category).first
+        """Opens ComfyUI's settings dialog (its command, as the gear button does) and picks a
+        category: an `option` of a list box up to front end 1.3x, a `button` from 1.5x on."""
+        self.js("() => app.extensionManager.command.execute('Comfy.ShowSettingsDialog')")
+        dialog = self.page.get_by_role("dialog").filter(has_text=category).first
         dialog.wait_for()
-        self.page.get_by_role("option", name=category, exact=True).click()
+        entry = dialog.get_by_role("option", name=category, exact=True).or_(
+            dialog.get_by_role("button", name=category, exact=True))
+        entry.first.click()
 
     def close_dialogs(self) -> None:
         self.page.keyboard.press("Escape")
@@ -139,7 +178,7 @@ class BrowserPage:
             app.canvas.ds.scale = 0.85;
             app.canvas.ds.offset = [110, 140];
             g.setDirtyCanvas(true, true);
-            app.extensionManager?.workflow?.activeWorkflow?.changeTracker?.checkState();
+            window.rhTestCaptureState();
             return result;
         }""", script)
 
@@ -219,3 +258,5 @@ def open_page(playwright_instance, request):
             {"console": page.log.console, "page_errors": page.log.page_errors, "failed": page.log.failed},
             indent=1, ensure_ascii=False))
         page.close()
+    pack_messages = [m for page in pages for m in page.log.pack_messages]
+    assert pack_messages == [], f"console warnings or errors from the pack's files: {pack_messages}"

@@ -18,6 +18,7 @@ import requests
 from PIL import Image
 
 from support.comfy_host import PACK_DIR_NAME
+from support.secret_scan import remember
 from support.simulator import WORKFLOWS
 
 pytestmark = pytest.mark.browser
@@ -25,6 +26,7 @@ pytestmark = pytest.mark.browser
 INVERT = WORKFLOWS["invert"]  # LoadImage(1) -> ImageInvert(2) -> SaveImage(3)
 INPUT_NAME = "rh_browser_input.png"
 INPUT_RGB = (10, 200, 30)
+BAD_KEY = "0123456789abcdef0123456789abcdef"  # a key the simulator does not know
 
 
 @pytest.fixture(scope="module")
@@ -106,10 +108,13 @@ def test_extension_loads_without_console_errors(fresh, plain_comfy, open_page):
 
 
 # --------------------------------------------------------------------------- keys
+# (the dialog adds, tests, replaces and removes keys; a key is removed by the opaque id the
+# server hands out, never by its last four characters)
 
 
 def test_key_set_in_settings_reaches_only_the_credentials_file(fresh, sim, open_page):
     key, second = sim.keys
+    remember([BAD_KEY])  # the end-of-session scan looks for it too
     page = open_page(fresh)
     page.open_settings("RunningHub")
     panel = page.page.locator("[data-testid=rh-settings]")
@@ -136,7 +141,7 @@ def test_key_set_in_settings_reaches_only_the_credentials_file(fresh, sim, open_
     # a second profile on the other site; a bad key shows the actionable error
     panel.locator(".rh-profile-name-input").fill("work")
     panel.locator(".rh-site").select_option("ai")
-    key_input.fill("0123456789abcdef0123456789abcdef")
+    key_input.fill(BAD_KEY)
     key_input.press("Enter")
     work = panel.locator(".rh-profile[data-profile=work]")
     work.locator(".rh-key[data-key='…cdef']").wait_for()
@@ -151,8 +156,21 @@ def test_key_set_in_settings_reaches_only_the_credentials_file(fresh, sim, open_
     panel.locator(".rh-replace-keys").click()
     work.locator(f".rh-key[data-key='…{second[-4:]}']").wait_for()
     assert work.locator(".rh-key").count() == 1
-    work.locator(".rh-delete-profile").click()
+
+    # add a second key, then remove it by the opaque id the server handed out (confirm dialog)
+    key_input.fill(BAD_KEY)
+    key_input.press("Enter")
+    extra = work.locator(".rh-key[data-key='…cdef']")
+    extra.wait_for()
+    assert re.fullmatch(r"k[0-9a-f]{20}", extra.get_attribute("data-key-id"))
+    extra.locator(".rh-remove-key").click()
     page.page.get_by_role("button", name=re.compile("^Delete$")).click()
+    extra.wait_for(state="detached")
+    assert work.locator(".rh-key").count() == 1
+    page.shot("key-removed")
+    work.locator(".rh-delete-profile").click()
+    # The confirm dialog's button; front end 1.5x puts an icon glyph before its name.
+    page.page.get_by_role("dialog").get_by_role("button", name=re.compile(r"^\W*Delete$")).click()
     work.wait_for(state="detached")
     page.shot("profile-deleted")
 
@@ -199,7 +217,7 @@ def test_key_set_in_settings_reaches_only_the_credentials_file(fresh, sim, open_
         "server log": fresh.log_text(),
     }
     for where, text in places.items():
-        for secret in (key, second, "0123456789abcdef0123456789abcdef"):
+        for secret in (key, second, BAD_KEY):
             assert secret not in text, f"a key is in the {where}"
 
 
@@ -255,7 +273,7 @@ def test_picker_fills_overrides_and_the_graph_runs(fresh, sim, open_page):
     page.js("""(id) => { const n = app.graph.getNodeById(id);
         n.widgets.find(w => w.name === 'node_id').value = '3';
         n.widgets.find(w => w.name === 'field_name').value = 'filename';
-        app.extensionManager.workflow.activeWorkflow.changeTracker.checkState(); }""", ids["ov2"])
+        window.rhTestCaptureState(); }""", ids["ov2"])
     wait_js(page, "(id) => app.graph.getNodeById(id).rhCheck.state === 'bad'", ids["ov2"])
     wait_js(page, "(id) => app.graph.getNodeById(id).rhCheck.state === 'ok'", ids["ov"])
     flag = page.page.locator(".rh-check[data-state=bad]")
@@ -272,7 +290,7 @@ def test_picker_fills_overrides_and_the_graph_runs(fresh, sim, open_page):
     values = page.widget_values(ids["ov2"])
     assert (values["node_id"], values["field_name"], values["text_value"]) == ("3", "filename_prefix", "inverted")
     page.js("""(id) => { const w = app.graph.getNodeById(id).widgets.find(w => w.name === 'text_value');
-        w.value = 'picked'; app.extensionManager.workflow.activeWorkflow.changeTracker.checkState(); }""", ids["ov2"])
+        w.value = 'picked'; window.rhTestCaptureState(); }""", ids["ov2"])
     wait_js(page, "(id) => app.graph.getNodeById(id).rhCheck.state === 'ok'", ids["ov2"])
     assert page.page.locator(".rh-check[data-state=bad]").count() == 0
     page.shot("entries-checked")
@@ -293,6 +311,8 @@ def test_picker_fills_overrides_and_the_graph_runs(fresh, sim, open_page):
     assert re.fullmatch(r"RunningHub: done · \d+ s", status.locator(".rh-status-line").inner_text())
     assert re.fullmatch(r"Cost: 17 coins, \d+ s", status.locator(".rh-status-detail").inner_text())
     assert status.locator(".rh-copy").is_visible()
+    widgets = page.js("(id) => app.graph.getNodeById(id).widgets.map(w => w.name)", ids["run"])
+    assert "$$node-text-preview" not in widgets, "the status widget replaces the generic text preview"
     page.shot("done")
 
     # The remote task got exactly the picked overrides, and the local graph saved the result.
@@ -471,3 +491,25 @@ def test_a_new_run_node_keeps_its_seed_fixed_and_a_loaded_one_keeps_its_choice(f
         return again.widgets.find(w => w.name === 'control_after_generate').value;
     }""")
     assert loaded == "randomize"
+
+
+# --------------------------------------------------------------------------- template
+
+
+def test_the_template_browser_shows_the_example_with_its_thumbnail(fresh, open_page):
+    """example_workflows/RunningHub_upload_run_fetch.json with its .jpg beside it: the template
+    browser lists it under the pack's name, with the picture loaded."""
+    page = open_page(fresh, sub="template")
+    page.js("() => app.extensionManager.command.execute('Comfy.BrowseTemplates')")
+    dialog = page.page.get_by_role("dialog").first
+    # The pack's category: an `option` of a list box up to front end 1.3x, a `button` from 1.4x on.
+    dialog.get_by_role("option", name=PACK_DIR_NAME).or_(
+        dialog.get_by_role("button", name=PACK_DIR_NAME)).first.click()
+    # The picture: its URL up to 1.3x; from 1.5x on a blob: URL, named by the template's name.
+    thumbnail = f"/workflow_templates/{PACK_DIR_NAME}/RunningHub_upload_run_fetch.jpg"
+    size = wait_js(page, """([src, name]) => {
+        const img = [...document.querySelectorAll('img')].find(i => i.src.endsWith(src) || i.alt === name);
+        return img?.complete && img.naturalWidth > 0 ? [img.naturalWidth, img.naturalHeight] : null;
+    }""", [thumbnail, "RunningHub_upload_run_fetch"])
+    assert size == [1030, 240]
+    page.shot("template-browser")

@@ -1,9 +1,8 @@
 """Fixtures for client tests against the simulator over real HTTP on loopback
-(`sim` and `no_key_in_logs` come from support/sim_fixtures.py)."""
+(`sim`, `client` and `no_key_in_logs` come from support/sim_fixtures.py)."""
 
 import pytest
 
-from support.clients import make_client
 from support.simulator import Simulator
 
 
@@ -11,8 +10,3 @@ from support.simulator import Simulator
 def module_sim():
     with Simulator(run_seconds=0.3, concurrency=2) as sim:
         yield sim
-
-
-@pytest.fixture
-def client(sim):
-    return make_client(sim)

@@ -283,3 +283,17 @@ def test_ai_app_run(client):
 def test_site_drift_ai_currency():
     with Simulator(site="ai") as sim:
         assert make_client(sim).account_status().currency == "USD"
+
+
+def test_create_status_counts_as_queued(client, sim):
+    """RunningHub documents CREATE (a task that exists but is not queued yet): the client
+    treats it as QUEUED everywhere and waits the task out."""
+    sim.configure(create_seconds=0.5)
+    handle = client.create_task(WORKFLOWS["empty"])
+    assert handle.state is records.TaskState.QUEUED
+    assert client.status(handle.task_id) is records.TaskState.QUEUED
+    seen = []
+    result = polling.wait_for_task(client, handle.task_id, initial_state=handle.state, policy=FAST,
+                                   on_progress=seen.append)
+    assert len(result.outputs) == 2 and seen[0].state is records.TaskState.QUEUED
+    assert records.TaskState.parse("CREATE") is records.TaskState.QUEUED

@@ -279,6 +279,24 @@ def test_fetch_shows_previews_of_what_it_fetched(host, sim):
     assert "2 image(s) 64x48" in result.outputs["14"]["text"][0]
 
 
+def test_fetch_previews_its_audio(host, sim):
+    """The node's preview has an audio player for the fetched audio, as Preview Audio's."""
+    import requests
+
+    result = host.run(run_fetch(WORKFLOWS["mixed"], save_images=False), timeout=120)
+    assert result.status == "success", result.error
+    (preview,) = result.outputs["14"]["audio"]
+    assert preview["type"] == "temp"
+    audio = pack_module("media.audio")
+    shown = audio.decode_audio(host.view_bytes(preview["filename"], preview["subfolder"], "temp"))
+    (task,) = sim.tasks()
+    remote = next(o for o in make_client(sim).outputs(task["taskId"]).result.outputs if o.node_id == "9")
+    original = audio.decode_audio(requests.get(remote.url, timeout=5).content)
+    assert shown["sample_rate"] == original["sample_rate"]
+    assert shown["waveform"].shape == original["waveform"].shape
+    assert float((shown["waveform"] - original["waveform"]).abs().max()) == 0.0  # the file as fetched
+
+
 def test_a_video_value_goes_up_unchanged_and_comes_back(host, sim):
     """Fetch's VIDEO → RH Upload (no re-encode) → a remote LoadVideo/SaveVideo run → Fetch → SaveVideo."""
     graph = run_fetch(WORKFLOWS["mixed"], save_images=False)
@@ -302,6 +320,36 @@ def test_a_video_value_goes_up_unchanged_and_comes_back(host, sim):
     probe = pack_module("media.video").probe_video(host.view_bytes(saved["filename"], saved["subfolder"],
                                                                    saved["type"]))
     assert (probe.width, probe.height, probe.frame_count) == (16, 16, 6)
+
+
+@pytest.mark.comfyui_min("0.33.0")  # VIDEO values with a trim window (core node "Trim Video")
+@pytest.mark.parametrize(("start", "duration", "frames"), [(0.25, 0.0, 4), (0.0, 0.0, 6)])
+def test_a_trimmed_video_goes_up_trimmed_and_an_untrimmed_one_unchanged(host, sim, start, duration, frames):
+    """Fetch's VIDEO (6 frames at 8 fps) → Trim Video → RH Upload: the upload holds only the
+    trimmed frames; a trim that keeps everything still sends the original file's bytes."""
+    import hashlib
+
+    import requests
+
+    graph = run_fetch(WORKFLOWS["mixed"], save_images=False)
+    graph["18"] = {"class_type": "Video Slice", "inputs": {"video": ["14", 2], "start_time": start,
+                                                           "duration": duration, "strict_duration": False}}
+    graph["19"] = {"class_type": "RHUpload", "inputs": {"video": ["18", 0], "account": "default"}}
+    graph["20"] = {"class_type": "RHNodeOverride", "inputs": {"node_id": "1", "field_name": "file",
+                                                              "value": ["19", 0]}}
+    graph.update(run_fetch(WORKFLOWS["video"], overrides=["20", 0], prefix="v", save_images=False))
+    result = host.run(graph, timeout=120)
+    assert result.status == "success", result.error
+    first, second = sorted(sim.tasks(), key=lambda t: t["created"])
+    client = make_client(sim)
+    original = next(o for o in client.outputs(first["taskId"]).result.outputs if o.node_id == "7")
+    original_bytes = requests.get(original.url, timeout=5).content
+    uploaded = next(o for o in client.outputs(second["taskId"]).result.outputs)
+    uploaded_bytes = requests.get(uploaded.url, timeout=5).content
+    probe = pack_module("media.video").probe_video(uploaded_bytes)
+    assert (probe.width, probe.height, probe.frame_count) == (16, 16, frames)
+    sent_as_is = second["overrides"][0]["fieldValue"] == f"api/{hashlib.sha256(original_bytes).hexdigest()}.mp4"
+    assert sent_as_is == (frames == 6)
 
 
 def test_an_image_over_the_upload_limit_is_refused_before_sending(host, sim):

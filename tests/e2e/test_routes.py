@@ -9,6 +9,7 @@ message; remote failures carry RunningHub's actionable text; network work has a 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import stat
 import time
@@ -140,8 +141,10 @@ def test_profiles_start_empty_and_list_sites(api, sim, host):
 def test_a_key_goes_in_once_and_only_its_last_four_come_out(api, host, keys):
     key = keys["good"]
     reply = api.save("default", site="cn", add_keys=[key])
+    [shown] = reply["profile"]["keys"]
+    assert re.fullmatch(r"k[0-9a-f]{20}", shown["id"]) and key not in shown["id"]
     assert reply == {"profile": {"name": "default", "source": "credentials file", "site": "cn", "base_url": None,
-                                 "host": "www.runninghub.cn", "keys": ["…" + key[-4:]]},
+                                 "host": "www.runninghub.cn", "keys": [{"id": shown["id"], "hint": "…" + key[-4:]}]},
                      "warnings": []}
     listed = api.get("/runninghub/profiles").json()["profiles"]
     assert listed == [reply["profile"]]
@@ -154,42 +157,59 @@ def test_a_key_goes_in_once_and_only_its_last_four_come_out(api, host, keys):
     assert f"RunningHub profile 'default' saved: site www.runninghub.cn, keys …{key[-4:]}" in host.log_text()
 
 
-def test_pool_add_replace_and_remove_by_hint(api, host, keys):
+def hints(reply: dict) -> list[str]:
+    return [k["hint"] for k in reply["profile"]["keys"]]
+
+
+def test_pool_add_replace_and_remove_by_id(api, host, keys):
     good, second = keys["good"], keys["second"]
     api.save("pool", add_keys=[good])
     reply = api.save("pool", add_keys=[second, good])  # a key already there is not added twice
-    assert reply["profile"]["keys"] == ["…" + good[-4:], "…" + second[-4:]]
+    assert hints(reply) == ["…" + good[-4:], "…" + second[-4:]]
 
-    reply = api.save("pool", remove_keys=["…" + good[-4:]])
-    assert reply["profile"]["keys"] == ["…" + second[-4:]]
+    good_id = reply["profile"]["keys"][0]["id"]
+    reply = api.save("pool", remove_key_ids=[good_id])
+    assert hints(reply) == ["…" + second[-4:]] and reply["warnings"] == []
     assert json.loads(credentials(host).read_text())["profiles"]["pool"]["keys"] == [second]
 
     reply = api.save("pool", keys=[good])
-    assert reply["profile"]["keys"] == ["…" + good[-4:]]
+    assert hints(reply) == ["…" + good[-4:]]
     assert stat.S_IMODE(credentials(host).stat().st_mode) == 0o600
 
-    message = error_of(api.post("/runninghub/profiles/pool", json={"remove_keys": ["…zzzz"]}), 400)
-    assert "no key ending in 'zzzz'" in message
+    stale = api.save("pool", remove_key_ids=["k" + "0" * 20])  # a stale dialog: nothing removed, told so
+    assert hints(stale) == ["…" + good[-4:]]
+    assert stale["warnings"] == [f"Profile 'pool' has no key with id k{'0' * 20}: the settings were out of "
+                                 "date; they show the keys now stored."]
 
 
-def test_ambiguous_hint_removes_nothing(api, host):
+def test_keys_with_the_same_last_four_are_told_apart_by_id(api, host):
     a, b = "a" * 28 + "beef", "c" * 28 + "beef"
     api.secrets += [a, b]
     api.save("twins", keys=[a])
-    api.save("twins", add_keys=[b])
-    message = error_of(api.post("/runninghub/profiles/twins", json={"remove_keys": ["beef"]}), 400)
-    assert "2 keys ending in 'beef'" in message
-    assert json.loads(credentials(host).read_text())["profiles"]["twins"]["keys"] == [a, b]
+    reply = api.save("twins", add_keys=[b])
+    ids = [k["id"] for k in reply["profile"]["keys"]]
+    assert len(set(ids)) == 2 and hints(reply) == ["…beef", "…beef"]
+    api.save("twins", remove_key_ids=[ids[1]])
+    assert json.loads(credentials(host).read_text())["profiles"]["twins"]["keys"] == [a]
 
 
-def test_site_choices(api, host, keys):
+def test_site_choices(api, host, sim, keys):
+    """A key is bound to the site it was entered for: the site of a profile holding keys
+    changes only together with a new pool; a custom address only where the owner allowed it
+    (here RUNNINGHUB_BASE_URL)."""
     api.save("siteful", add_keys=[keys["good"]])
-    assert api.save("siteful", site="ai")["profile"]["host"] == "www.runninghub.ai"
-    custom = api.save("siteful", site="custom", base_url="http://127.0.0.1:9/")["profile"]
-    assert (custom["site"], custom["base_url"], custom["host"]) == ("custom", "http://127.0.0.1:9", "127.0.0.1:9")
-    back = api.save("siteful", site="cn")["profile"]
-    assert (back["site"], back["base_url"]) == ("cn", None)
-    assert back["keys"] == ["…" + keys["good"][-4:]]  # changing the site keeps the keys
+    refused = error_of(api.post("/runninghub/profiles/siteful", json={"site": "ai"}), 400)
+    assert "holds 1 key(s) entered for www.runninghub.cn" in refused and "Replace keys" in refused
+    assert api.save("siteful", site="ai", keys=[keys["good"]])["profile"]["host"] == "www.runninghub.ai"
+    custom = api.save("siteful", site="custom", base_url=sim.base_url + "/", keys=[keys["second"]])["profile"]
+    assert (custom["site"], custom["base_url"], custom["host"]) == ("custom", sim.base_url,
+                                                                    sim.base_url.split("//")[1])
+    not_allowed = error_of(api.post("/runninghub/profiles/other", json={"site": "custom",
+                                                                         "base_url": "http://127.0.0.1:9/"}), 400)
+    assert "RUNNINGHUB_ALLOWED_BASE_URLS=http://127.0.0.1:9" in not_allowed
+    api.save("siteful", remove_key_ids=[custom["keys"][0]["id"]])
+    back = api.save("siteful", site="cn")["profile"]  # no keys left: the site may change
+    assert (back["site"], back["base_url"], back["keys"]) == ("cn", None, [])
     stored = json.loads(credentials(host).read_text())["profiles"]["siteful"]
     assert (stored["site"], stored.get("base_url")) == ("cn", None)
 
@@ -198,7 +218,7 @@ def test_a_key_that_is_not_32_hex_is_kept_with_a_warning(api):
     odd = "sk-live-0123456789-abcdefXYZ"
     api.secrets.append(odd)
     reply = api.save("odd", add_keys=[odd])
-    assert reply["profile"]["keys"] == ["…" + odd[-4:]]
+    assert hints(reply) == ["…" + odd[-4:]]
     assert reply["warnings"] == [f"Key …{odd[-4:]} does not look like a RunningHub key (32 hexadecimal "
                                  "characters); use Test to check it."]
 
@@ -214,7 +234,8 @@ def test_a_key_that_is_not_32_hex_is_kept_with_a_warning(api):
     ("/runninghub/profiles/default", {"add_keys": [12345678901]}, "'add_keys' must be a list of keys"),
     ("/runninghub/profiles/default", {"keys": ["k" * 32] * 51}, "At most 50 keys"),
     ("/runninghub/profiles/default", {"keys": ["a" * 32], "add_keys": ["b" * 32]}, "not both"),
-    ("/runninghub/profiles/default", {"remove_keys": "beef"}, "'remove_keys' must be a list"),
+    ("/runninghub/profiles/default", {"remove_key_ids": "beef"}, "'remove_key_ids' must be a list of key ids"),
+    ("/runninghub/profiles/default", {"remove_keys": ["…beef"]}, "Unknown field(s) remove_keys"),
     ("/runninghub/profiles/bad%2Fname", {"site": "cn"}, "Invalid profile name"),
     ("/runninghub/profiles/%20", {"site": "cn"}, "Invalid profile name"),
     ("/runninghub/profiles/" + "p" * 65, {"site": "cn"}, "Invalid profile name"),
@@ -268,14 +289,14 @@ def test_a_damaged_credentials_file_gives_an_actionable_error(api, host):
 
 def test_account_test_reports_coins_tasks_currency_and_site(api, sim, keys):
     sim.configure(keys={keys["good"]: {"coins": 4321}})
-    api.save("default", add_keys=[keys["good"]])
+    key_id = api.save("default", add_keys=[keys["good"]])["profile"]["keys"][0]["id"]
     resp = api.post("/runninghub/profiles/default/test")
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert body == {
         "ok": True, "profile": "default", "source": "credentials file", "site": "custom",
         "host": sim.base_url.split("//")[1], "base_url": sim.base_url,
-        "keys": [{"key": "…" + keys["good"][-4:], "ok": True, "coins": 4321.0, "running_tasks": 0,
+        "keys": [{"key": "…" + keys["good"][-4:], "id": key_id, "ok": True, "coins": 4321.0, "running_tasks": 0,
                   "money": None, "currency": "CNY", "api_type": "NORMAL"}],
     }
     assert sim.count("accountStatus", keys["good"]) == 1
@@ -464,7 +485,8 @@ def test_routes_are_registered_once(host):
     assert routes.register_routes(server) is True
     assert routes.register_routes(server) is True
     assert sorted((r.method, r.path) for r in server.routes) == sorted((m, p) for m, p, _ in routes.ROUTES)
-    assert len(routes.ROUTES) == 6
+    table = [(m, p) for m, p, _ in routes.ROUTES]  # the task panel adds its routes to the same table
+    assert len(set(table)) == len(table) and ("POST", "/runninghub/profiles/{name}") in table
 
     late = Server(started=True)
     assert routes.register_routes(late) is False

@@ -219,6 +219,18 @@ def test_reattach_finds_the_key_that_created_a_task(sim):
     assert sim.count("status") == statuses
 
 
+def test_reattach_after_a_restart_takes_the_key_the_ledger_names(sim):
+    """The task ledger keeps the key's last 4: a new process (a new pool) picks that key
+    without asking RunningHub key by key."""
+    foreign = make_client(sim, 2).create_task(WORKFLOWS["empty"])
+    pool = make_pool(sim)
+    statuses = sim.count("status")
+    client = pool.client_for_task(foreign.task_id, key_hint="…" + sim.keys[2][-4:])
+    assert client.key.secret == sim.keys[2] and sim.count("status") == statuses
+    assert pool.client_for_task(foreign.task_id) is client  # and remembers it
+    polling.wait_for_task(client, foreign.task_id, policy=FAST)
+
+
 def test_one_pool_per_site_and_key_set():
     credentials = pack_module("client.credentials")
     sites = pack_module("client.sites")

@@ -19,7 +19,8 @@ def test_create_success_shape(api):
     assert isinstance(data["taskId"], str) and re.fullmatch(r"[1-9]\d{18}", data["taskId"])
     assert re.fullmatch(r"[0-9a-f]{32}", data["clientId"])
     assert data["taskStatus"] in ("QUEUED", "RUNNING")
-    assert data["netWssUrl"] is None
+    expected_wss = f"{api.base.replace('http', 'ws', 1)}/ws?clientId={data['clientId']}"
+    assert data["netWssUrl"] == (expected_wss if data["taskStatus"] == "RUNNING" else None)
     assert prompt_tips(reply) == {"result": True, "error": None, "outputs_to_execute": ["3"], "node_errors": {}}
     assert "errorMessages" not in reply
 

@@ -15,7 +15,8 @@ def test_running_then_success_respects_run_seconds(api, sim):
     assert reply["data"]["taskStatus"] == "RUNNING"
     task_id = reply["data"]["taskId"]
     running = api.outputs(task_id)
-    assert running == {"code": 804, "msg": "APIKEY_TASK_IS_RUNNING", "data": None}
+    assert running == {"code": 804, "msg": "APIKEY_TASK_IS_RUNNING",
+                       "data": {"netWssUrl": reply["data"]["netWssUrl"]}}
     assert api.status(task_id)["data"] == "RUNNING"
     done = api.wait(task_id)
     assert time.monotonic() - started >= 0.4
@@ -160,8 +161,8 @@ def test_runtime_config_changes_apply_to_new_tasks(api, sim):
     assert api.status(slow)["data"] == "RUNNING"
 
 
-def test_running_reply_may_carry_net_wss_url(api, sim):
-    sim.configure(run_seconds=2, running_with_wss_url=True)
+def test_running_reply_carries_net_wss_url(api, sim):
+    sim.configure(run_seconds=2)
     task_id = api.task_id("empty")
     reply = api.outputs(task_id)
     assert reply["code"] == 804 and reply["data"]["netWssUrl"].startswith("ws://")

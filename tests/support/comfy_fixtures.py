@@ -5,6 +5,9 @@ Start-up costs several seconds on two cores, so hosts live for the whole session
 - `comfy_host_factory(env=..., extra_args=...)`: ComfyUI with the pack. Asking twice with
   the same env and args gives the same running host; pass `fresh=True` for one of your
   own (still stopped at session end). Tests sharing a host must not leave work queued.
+  At the end of the session, before stopping them, every host is scanned for test keys
+  (support/secret_scan.py): the log, /history, /internal/logs, its folders and PNG
+  metadata. A find fails the run.
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from typing import Callable, Iterable, Mapping
 
 import pytest
 
-from .comfy_host import ComfyHost
+from . import secret_scan
+from .comfy_host import ComfyHost, selected_host
 
 
 @pytest.fixture(scope="session")
@@ -44,14 +48,42 @@ def comfy_host_factory() -> Callable[..., ComfyHost]:
         return host
 
     yield make
-    for host in every:
-        host.stop()
+    found: list[str] = []
+    try:
+        for host in every:
+            found += secret_scan.scan_host(host)  # before stop() removes the host's folders
+    finally:
+        for host in every:
+            host.stop()
+    assert not found, "test keys leaked (scan of every ComfyUI with the pack at the end of the session):\n" + \
+        "\n".join(found)
 
 
 @pytest.fixture(scope="session")
 def comfy_with_pack(comfy_host_factory) -> ComfyHost:
     """The pack in a real ComfyUI with no RunningHub settings at all."""
     return comfy_host_factory()
+
+
+# --------------------------------------------------------------------------------------
+# `@pytest.mark.comfyui_min("0.33.0")`: a test of something older hosts do not have (a trim
+# window on VIDEO values, say). On an older host of the matrix it is deselected, not skipped:
+# the matrix runs it on the hosts that have the feature.
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
+
+
+def pytest_collection_modifyitems(config, items):
+    host = _version(selected_host())
+    kept, dropped = [], []
+    for item in items:
+        marker = item.get_closest_marker("comfyui_min")
+        (dropped if marker and host < _version(marker.args[0]) else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
 
 
 # --------------------------------------------------------------------------------------

@@ -143,36 +143,80 @@ def _event_prompt_id(event: Event) -> str | None:
 
 
 # --------------------------------------------------------------------------------------
-# Where ComfyUI and its venv live.
+# Where ComfyUI and its venv live: one of the hosts scripts/bootstrap.sh builds, picked by
+# RH_COMFY_HOST (default 0.3.75), optionally with another front end (RH_FRONTEND=1.58.1).
 
-_locations: tuple[Path, Path] | None = None
+DEFAULT_HOST = "0.3.75"
+_bootstrap_values: dict[str, str] | None = None
 _locations_lock = threading.Lock()
 
 
-def comfy_locations() -> tuple[Path, Path]:
-    """(venv, comfyui_dir): from RH_VENV/RH_COMFYUI_DIR, else from scripts/bootstrap.sh."""
-    global _locations
+def selected_host() -> str:
+    """The ComfyUI version the tests run against (RH_COMFY_HOST, set by scripts/test-matrix.sh)."""
+    return os.environ.get("RH_COMFY_HOST") or DEFAULT_HOST
+
+
+def selected_front_end() -> str | None:
+    """The front-end version served instead of the host's own (RH_FRONTEND), or None."""
+    return os.environ.get("RH_FRONTEND") or None
+
+
+def _slug(version: str) -> str:
+    return version.replace(".", "_")
+
+
+def bootstrap_value(key: str) -> str:
+    """One KEY=VALUE line of scripts/bootstrap.sh's output: from the environment (RH_<KEY>,
+    exported by scripts/run-in-venv.sh), else by running the bootstrap (cached, so quick)."""
+    global _bootstrap_values
+    if os.environ.get(f"RH_{key}"):
+        return os.environ[f"RH_{key}"]
     with _locations_lock:
-        if _locations is None:
-            venv, comfy = os.environ.get("RH_VENV"), os.environ.get("RH_COMFYUI_DIR")
-            if not (venv and comfy):
-                proc = subprocess.run(
-                    ["bash", str(REPO_ROOT / "scripts" / "bootstrap.sh")],
-                    capture_output=True, text=True, timeout=3600,
-                )
-                if proc.returncode != 0:
-                    raise ComfyHostError(
-                        f"scripts/bootstrap.sh failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
-                values = dict(
-                    line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
-                venv, comfy = values["VENV"], values["COMFYUI_DIR"]
-            venv_path, comfy_path = Path(venv), Path(comfy)
-            if not (venv_path / "bin" / "python").exists():
-                raise ComfyHostError(f"no python in venv {venv_path}")
-            if not (comfy_path / "main.py").exists():
-                raise ComfyHostError(f"no ComfyUI main.py in {comfy_path}")
-            _locations = (venv_path, comfy_path)
-        return _locations
+        if _bootstrap_values is None:
+            proc = subprocess.run(
+                ["bash", str(REPO_ROOT / "scripts" / "bootstrap.sh")],
+                capture_output=True, text=True, timeout=3600,
+            )
+            if proc.returncode != 0:
+                raise ComfyHostError(
+                    f"scripts/bootstrap.sh failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+            _bootstrap_values = dict(
+                line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
+    if key not in _bootstrap_values:
+        raise ComfyHostError(f"scripts/bootstrap.sh did not set {key} up: is it in RH_HOSTS?")
+    return _bootstrap_values[key]
+
+
+def comfy_locations(host: str | None = None) -> tuple[Path, Path]:
+    """(venv, comfyui_dir) of a host version (default: the selected one)."""
+    slug = _slug(host or selected_host())
+    venv_path = Path(bootstrap_value(f"HOST_{slug}_VENV"))
+    comfy_path = Path(bootstrap_value(f"HOST_{slug}_COMFYUI_DIR"))
+    if not (venv_path / "bin" / "python").exists():
+        raise ComfyHostError(f"no python in venv {venv_path}")
+    if not (comfy_path / "main.py").exists():
+        raise ComfyHostError(f"no ComfyUI main.py in {comfy_path}")
+    return venv_path, comfy_path
+
+
+def front_end_args() -> list[str]:
+    """ComfyUI arguments that serve the selected front end ([] for the host's own)."""
+    version = selected_front_end()
+    if version is None:
+        return []
+    root = Path(bootstrap_value(f"FRONTEND_{_slug(version)}_ROOT"))
+    if not (root / "index.html").exists():
+        raise ComfyHostError(f"no front end {version} in {root}")
+    return ["--front-end-root", str(root)]
+
+
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def strip_log_decoration(text: str) -> str:
+    """A host's log without colour codes: 0.33 colours its `[INFO]` prefixes, 0.3.75 does
+    not; checks look for a message anywhere in a line, never at its start."""
+    return ANSI_ESCAPE.sub("", text)
 
 
 def free_port() -> int:
@@ -297,11 +341,12 @@ class ComfyHost:
         if self._proc is not None:
             raise ComfyHostError("already started")
         venv, comfy_dir = comfy_locations()
-        self.base_dir = Path(tempfile.mkdtemp(prefix=f"rh-{self.name}-"))
-        for sub in ("custom_nodes", "input", "output", "user", "temp"):
-            (self.base_dir / sub).mkdir()
-        if self.with_pack:
-            (self.base_dir / "custom_nodes" / PACK_DIR_NAME).symlink_to(self.pack_source, True)
+        if self.base_dir is None:  # a restart keeps its base directory (user folder, inputs, outputs)
+            self.base_dir = Path(tempfile.mkdtemp(prefix=f"rh-{self.name}-"))
+            for sub in ("custom_nodes", "input", "output", "user", "temp"):
+                (self.base_dir / sub).mkdir()
+            if self.with_pack:
+                (self.base_dir / "custom_nodes" / PACK_DIR_NAME).symlink_to(self.pack_source, True)
         self.log_path = self.base_dir / "comfyui.log"
         attempts = 1 if self.requested_port else 3
         for attempt in range(attempts):
@@ -310,7 +355,7 @@ class ComfyHost:
                 str(venv / "bin" / "python"), "main.py", "--cpu",
                 "--listen", "127.0.0.1", "--port", str(self.port),
                 "--disable-auto-launch", "--base-directory", str(self.base_dir),
-                "--database-url", "sqlite:///:memory:", *self.extra_args,
+                "--database-url", "sqlite:///:memory:", *front_end_args(), *self.extra_args,
             ]
             self._log_file = open(self.log_path, "ab")
             self._log_file.write(f"$ {' '.join(cmd)}\n".encode())
@@ -332,6 +377,12 @@ class ComfyHost:
                 if not (port_taken and attempt + 1 < attempts):
                     raise
         raise AssertionError("unreachable")
+
+    def restart(self) -> "ComfyHost":
+        """Stop the server as `kill -TERM` does (SIGKILL only if it hangs) and start it again
+        in the same base directory, on a new port."""
+        self._terminate()
+        return self.start()
 
     def _wait_ready(self, started: float) -> None:
         deadline = started + self.startup_timeout
@@ -412,7 +463,7 @@ class ComfyHost:
         as the pack's. (ComfyUI's own audio nodes fail to import here for lack of
         torchaudio; only lines naming the pack's folder count.) Returns the node ids that /object_info attributes to the pack."""
         assert self.with_pack, "this host was started without the pack"
-        text = self.log_text()
+        text = strip_log_decoration(self.log_text())
         pack_path = str(self.pack_dir)
         problems = []
         for line in text.splitlines():
@@ -420,7 +471,7 @@ class ComfyHost:
                 problems.append(line.strip())
             elif pack_path in line and ("comfy_entrypoint in" in line or line.lstrip().startswith("Skip ")):
                 problems.append(line.strip())
-        loaded = re.search(r"^\s*[\d.]+ seconds: " + re.escape(pack_path) + r"\s*$", text, re.M)
+        loaded = re.search(r"\b[\d.]+ seconds: " + re.escape(pack_path) + r"\s*$", text, re.M)
         if problems or not loaded:
             raise AssertionError(self._with_log(
                 "the pack did not import cleanly: "

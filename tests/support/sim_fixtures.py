@@ -5,6 +5,7 @@
   `shared_simulator.reset()` first (or use a fixture that does) since state carries over;
 - `sim`: a test folder's module-scoped `module_sim` (its conftest defines it with the
   settings it needs), reset before each test and cleared of faults after;
+- `client`: a pack client on `sim`'s first key, retry delays short enough for tests;
 - `no_key_in_logs`: fails the test if any of `sim`'s keys shows up in what the pack logged.
 """
 
@@ -14,6 +15,7 @@ import logging
 
 import pytest
 
+from support.clients import make_client
 from support.simulator import Simulator
 
 
@@ -34,6 +36,11 @@ def sim(module_sim):
     module_sim.reset()
     yield module_sim
     module_sim.clear_faults()
+
+
+@pytest.fixture
+def client(sim):
+    return make_client(sim)
 
 
 @pytest.fixture

@@ -23,6 +23,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from . import secret_scan
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_WORKFLOWS = REPO_ROOT / "tests" / "fixtures" / "workflows"
 SAMPLE_INPUTS = DEFAULT_WORKFLOWS / "input"
@@ -51,6 +53,7 @@ def random_keys(count: int) -> list[str]:
         key = secrets.token_hex(16)
         if key[-4:] not in {k[-4:] for k in keys}:
             keys.append(key)
+    secret_scan.remember(keys)
     return keys
 
 
@@ -65,6 +68,7 @@ class Simulator:
                  site="cn", comfyui_url=None, extra_args=(), *, key_count=2, start_timeout=30.0):
         self.workflows_dir = Path(workflows_dir)
         self.keys: list[str] = list(keys) if keys else random_keys(key_count)
+        secret_scan.remember(self.keys)
         self.concurrency = concurrency
         self.run_seconds = run_seconds
         self.site = site
@@ -176,8 +180,10 @@ class Simulator:
         self._hook("POST", "faults/clear", {})
 
     def configure(self, **settings) -> dict:
-        """Runtime settings (concurrency, run_seconds, queue_seconds, queue_depth, legacy,
-        coins_per_task, max_upload_mb, url_ttl_seconds, webhook_*), and per-key accounts:
+        """Runtime settings (concurrency, run_seconds, queue_seconds, create_seconds, queue_depth,
+        legacy, coins_per_task, max_upload_mb, url_ttl_seconds, webhook_*, websocket,
+        websocket_drop_after, progress_steps, uploads_per_account, redirect_outputs,
+        gzip_text_outputs: the table in rhsim/README.md), and per-key accounts:
         `configure(keys={key: {"coins": 0, "disabled": True, "money": "1.00"}})`."""
         return self._hook("POST", "config", settings)
 

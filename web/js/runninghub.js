@@ -1,5 +1,5 @@
 // RunningHub Bridge front end: key settings, the field picker and override checks on
-// RH Node Override, live status on RH Run Workflow. Written against ComfyUI front end 1.32.
+// RH Node Override, live status on RH Run Workflow, the task panel (sidebar). Written against ComfyUI front end 1.32.
 import { api } from "../../../scripts/api.js";
 import { app } from "../../../scripts/app.js";
 import { attachCheckWidget, scheduleCheck } from "./rh/checks.js";
@@ -9,6 +9,7 @@ import { loadStrings, t } from "./rh/i18n.js";
 import { openPicker } from "./rh/picker.js";
 import { settingsDefinitions } from "./rh/settings.js";
 import { attachStatusWidget, onRunExecuted, setupStatus } from "./rh/status.js";
+import { registerTaskPanel } from "./rh/tasks.js";
 import { restoreTranslations, watchLanguage } from "./rh/translations.js";
 
 function growToFit(node) {
@@ -38,6 +39,7 @@ app.registerExtension({
 
   async setup() {
     setupStatus();
+    registerTaskPanel();
     watchLanguage();
     api.addEventListener("graphChanged", () => scheduleCheck());
     scheduleCheck(0);

@@ -60,6 +60,17 @@ const CSS = `
 .rh-fields td { padding: 0.22rem 0.45rem; border-top: 1px solid var(--border-color, #3a3a3a); vertical-align: top; }
 .rh-fields td.rh-value { max-width: 22rem; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; font-family: monospace; }
 .rh-fields td.rh-mono { font-family: monospace; }
+.rh-tasks { display: flex; flex-direction: column; gap: 0.5rem; padding: 0.6rem; font-size: 0.9rem; height: 100%; box-sizing: border-box; overflow: auto; }
+.rh-tasks h3 { margin: 0; font-size: 1.05rem; flex: 1; }
+.rh-task-list { display: flex; flex-direction: column; gap: 0.4rem; }
+.rh-task-row { border: 1px solid var(--border-color, #444); border-radius: 6px; padding: 0.35rem 0.5rem; display: flex; flex-direction: column; gap: 0.2rem; }
+.rh-task-head { display: flex; align-items: center; gap: 0.5rem; }
+.rh-task-workflow { font-weight: 600; flex: 1; overflow-wrap: anywhere; }
+.rh-task-meta { font-family: monospace; overflow-wrap: anywhere; }
+.rh-task-message { overflow-wrap: anywhere; max-height: 6em; overflow: auto; }
+.rh-task-actions { display: flex; gap: 0.35rem; flex-wrap: wrap; }
+.rh-task-may_exist .rh-task-status, .rh-task-failed .rh-task-status { color: var(--error-text, #ff5555); }
+.rh-task-running .rh-task-status, .rh-task-queued .rh-task-status { color: var(--p-primary-color, #4a90e2); }
 .rh-fields tbody tr { cursor: pointer; }
 .rh-fields tbody tr:hover, .rh-fields tbody tr:focus { background: var(--comfy-input-bg, #2a2a2a); outline: none; }
 .rh-fields tbody tr.rh-current { box-shadow: inset 3px 0 0 var(--p-primary-color, #4a90e2); }

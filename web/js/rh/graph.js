@@ -3,15 +3,26 @@ import { app } from "../../../../scripts/app.js";
 
 export const RUN = "RHRunWorkflow";
 export const OVERRIDE = "RHNodeOverride";
+export const FETCH = "RHFetchOutputs";
 const PASS_THROUGH = new Set([OVERRIDE, "Reroute"]);
 
 export function findWidget(node, name) {
   return node?.widgets?.find((w) => w.name === name);
 }
 
+function inputSlot(node, name) {
+  return node?.inputs?.findIndex((input) => input.name === name) ?? -1;
+}
+
+/** Whether an input slot has a link. LiteGraph's connectivity methods exist in every front
+ * end the pack supports (1.32.9 on); reading `input.link` is deprecated from 1.5x on. */
+function inputConnected(node, slot) {
+  return slot >= 0 && node.isInputConnected(slot);
+}
+
 function inputLinkOrigin(node, name) {
-  const slot = node.inputs?.findIndex((input) => input.name === name) ?? -1;
-  if (slot < 0 || node.inputs[slot].link == null) return null;
+  const slot = inputSlot(node, name);
+  if (!inputConnected(node, slot)) return null;
   return node.getInputNode?.(slot) ?? null;
 }
 
@@ -27,8 +38,7 @@ export function inputValue(node, name) {
 }
 
 export function isWired(node, name) {
-  const input = node.inputs?.find((i) => i.name === name);
-  return input?.link != null;
+  return inputConnected(node, inputSlot(node, name));
 }
 
 /** RH Run Workflow nodes that `node`'s overrides reach, following links downstream through
@@ -39,12 +49,10 @@ export function runTargets(node) {
   const queue = [node];
   while (queue.length) {
     const current = queue.shift();
-    const graph = current.graph ?? app.graph;
-    for (const output of current.outputs ?? []) {
-      for (const linkId of output.links ?? []) {
-        const link = graph.getLink?.(linkId) ?? graph.links?.[linkId];
-        const target = link ? graph.getNodeById(link.target_id) : null;
-        if (!target || seen.has(target)) continue;
+    // getOutputNodes (not the deprecated `output.links`): the nodes one output feeds.
+    for (let slot = 0; slot < (current.outputs?.length ?? 0); slot++) {
+      for (const target of current.getOutputNodes(slot) ?? []) {
+        if (seen.has(target)) continue;
         seen.add(target);
         if (target.comfyClass === RUN) found.push(target);
         else if (PASS_THROUGH.has(target.comfyClass ?? target.type)) queue.push(target);
@@ -129,12 +137,12 @@ export function setWidget(node, name, value) {
   return true;
 }
 
-/** Lets the workflow's change tracker notice a change made from code (undo, autosave). */
+/** Lets the workflow's change tracker notice a change made from code (undo, autosave):
+ * `captureCanvasState()` from front end 1.5x on, `checkState()` (deprecated there) before. */
 export function markChanged(node) {
   node?.setDirtyCanvas?.(true, true);
-  try {
-    app.extensionManager?.workflow?.activeWorkflow?.changeTracker?.checkState();
-  } catch {
-    /* older front ends: the next user action records it */
-  }
+  const tracker = app.extensionManager?.workflow?.activeWorkflow?.changeTracker;
+  if (!tracker) return;  // no workflow store (older front ends): the next user action records it
+  if (typeof tracker.captureCanvasState === "function") tracker.captureCanvasState();
+  else tracker.checkState?.();
 }

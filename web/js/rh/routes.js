@@ -43,4 +43,7 @@ export const routes = {
     call("GET", `/workflows/${enc(workflowId)}/fields?profile=${enc(profile || "default")}${refresh ? "&refresh=1" : ""}`),
   check: (workflowId, profile, overrides) =>
     call("POST", `/workflows/${enc(workflowId)}/check`, { profile: profile || "default", overrides }),
+  tasks: () => call("GET", "/tasks"),
+  cancelTask: (entry) => call("POST", `/tasks/${enc(entry)}/cancel`, {}),
+  clearTask: (entry) => call("DELETE", `/tasks/${enc(entry)}`),
 };

@@ -119,21 +119,25 @@ export function renderProfilesPanel() {
 
   function profileCard(profile) {
     const result = h("div", { class: "rh-result" });
+    // Each stored key comes as {id, hint}: the id (opaque, handed out by the server) removes
+    // it; the hint ("…" + last 4) is all the page ever shows.
     const keys = profile.keys.length
-      ? profile.keys.map((hint) => {
+      ? profile.keys.map(({ id, hint }) => {
         const remove = h("button", { class: "rh-btn rh-btn-small rh-btn-danger rh-remove-key", type: "button" },
           t("settings.removeKey"));
         remove.addEventListener("click", async () => {
           if (!(await confirmAction(t("settings.removeKey"), t("settings.confirmRemoveKey", { key: hint, name: profile.name })))) return;
           try {
-            await routes.saveProfile(profile.name, { remove_keys: [hint] });
-            toast("success", t("settings.keyRemoved", { key: hint, name: profile.name }));
+            const reply = await routes.saveProfile(profile.name, { remove_key_ids: [id] });
+            // A warning means the id was stale (the server restarted): nothing was removed.
+            if (reply.warnings?.length) toast("warn", reply.warnings.join("\n"));
+            else toast("success", t("settings.keyRemoved", { key: hint, name: profile.name }));
           } catch (err) {
             toast("error", err.message);
           }
           refresh();
         });
-        return h("span", { class: "rh-key", "data-key": hint }, hint, remove);
+        return h("span", { class: "rh-key", "data-key": hint, "data-key-id": id }, hint, remove);
       })
       : [h("span", { class: "rh-muted" }, t("settings.noKeys"))];
     const del = h("button", { class: "rh-btn rh-btn-danger rh-delete-profile", type: "button" }, t("settings.deleteProfile"));
@@ -210,7 +214,7 @@ export function renderProfilesPanel() {
     say("muted", t("settings.saving"));
     try {
       const reply = await routes.saveProfile(name, change);
-      const keys = reply.profile.keys.join(", ") || t("settings.noKeys");
+      const keys = reply.profile.keys.map((k) => k.hint).join(", ") || t("settings.noKeys");
       say("ok", [t("settings.saved", { name, keys }), ...(reply.warnings ?? [])].join("\n"));
       await refresh();
     } catch (err) {

@@ -165,12 +165,12 @@ function runNodes() {
 }
 
 /** Removes ComfyUI's generic progress-text preview from our Run nodes: the status widget
- * shows the same events, structured. (Same steps as the front end's own removal.) */
+ * shows the same events, structured. LiteGraph's removeWidget (1.32.9 on) keeps the front
+ * end's own widget records in step. */
 function dropTextPreview(node) {
-  const index = node.widgets?.findIndex((w) => w.name === PREVIEW_WIDGET) ?? -1;
-  if (index < 0) return;
-  node.widgets[index].onRemove?.();
-  node.widgets.splice(index, 1);
+  const preview = node.widgets?.find((w) => w.name === PREVIEW_WIDGET);
+  if (!preview) return;
+  node.removeWidget(preview);
   node.setDirtyCanvas?.(true, true);
 }
 

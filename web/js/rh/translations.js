@@ -7,10 +7,23 @@
 // merges the same /i18n data again once the language has loaded: before the node types are
 // registered (the `init` hook), and after a language switch. It only uses the i18n instance
 // the Vue app provides; when that cannot be found it does nothing.
+//
+// Front ends from 1.49 on (the oldest after 1.32.9 that the tests run) merge the packs'
+// translations themselves once a language has loaded, so there this does nothing and never
+// reaches into the Vue app's internals.
 import { app } from "../../../../scripts/app.js";
 import { catalogAll, locale } from "./i18n.js";
 
 const WAIT_MS = 5_000;
+const KEEPS_TRANSLATIONS_FROM = [1, 49];
+
+/** Whether the front end (its public version global) keeps the packs' translations itself. */
+function frontEndKeepsTranslations() {
+  const [major, minor] = String(window.__COMFYUI_FRONTEND_VERSION__ ?? "").split(".").map(Number);
+  if (!Number.isFinite(major) || !Number.isFinite(minor)) return false;
+  const [fixedMajor, fixedMinor] = KEEPS_TRANSLATIONS_FROM;
+  return major > fixedMajor || (major === fixedMajor && minor >= fixedMinor);
+}
 
 function vueI18n() {
   const vueApp = document.querySelector("#vue-app")?.__vue_app__;
@@ -43,6 +56,7 @@ async function languageLoaded(i18n, lang) {
 /** Merges /i18n for the current language if the language's loading dropped it. Returns true
  * when something was merged back. */
 export async function restoreTranslations() {
+  if (frontEndKeepsTranslations()) return false;
   const lang = locale();
   const i18n = vueI18n();
   const all = catalogAll();

@@ -1,0 +1,44 @@
+"""This ComfyUI's task ledger (client/ledger.py) in its user folder, and its changes pushed
+to the task panel as they happen (one `runninghub.tasks` event each, no polling)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from ..client.api import RunningHubClient
+from ..client.credentials import Account
+from ..client.ledger import LedgerEntry, TaskLedger
+from ..remote.reattach import RunJournal
+from . import accounts, comfy
+
+TASKS_EVENT = "runninghub.tasks"
+
+_ledger: TaskLedger | None = None
+_lock = threading.Lock()
+
+
+def ledger() -> TaskLedger:
+    """The process's ledger at `<user dir>/runninghub/tasks.sqlite3`."""
+    global _ledger
+    with _lock:
+        if _ledger is None:
+            _ledger = TaskLedger(comfy.ledger_path(), on_change=_tell_panel)
+        return _ledger
+
+
+def _tell_panel(entry: LedgerEntry | None) -> None:
+    comfy.broadcast(TASKS_EVENT, {"entry": entry.view(time.time()) if entry is not None else None})
+
+
+def journal(account: Account, seed: int, prompt_id: str | None, node_id: str | None) -> RunJournal:
+    """How one RH Run Workflow call is recorded: its account and seed complete the fingerprint."""
+    return RunJournal(ledger(), account=account.profile, seed=int(seed), prompt_id=prompt_id, node_id=node_id)
+
+
+def client_for_task(account: Account, task_id: str) -> RunningHubClient:
+    """The client of the key that created `task_id`: the ledger remembers its last 4 across
+    restarts, so a pool need not ask RunningHub key by key."""
+    known = ledger().for_task(task_id)
+    hint = known.key_hint if known is not None and known.site == account.site.base_url else None
+    return accounts.client_for_task(account, task_id, key_hint=hint)

@@ -1,0 +1,225 @@
+"""Re-attach instead of creating: one run's dealings with the task ledger (client/ledger.py).
+
+remote/run.py asks `LedgerRun.earlier()` before it creates anything (during its `turn`). A run whose
+fingerprint matches a task that is still queued or running, or finished with outputs not
+yet expired, waits for or fetches that task instead of creating a new one. One whose
+earlier create may have made a task (the reply was lost, or ComfyUI stopped mid-create)
+fails with TaskMayExistError, telling the user how to check and how to go on on purpose.
+Otherwise the create is recorded before it is sent (`recording`), every state change as
+the task moves (`observe`), and how the wait ended (`outcome`).
+
+`NOT_RECORDED` stands in when a run has no ledger (scripts, benchmarks): same calls, no
+records.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Callable, Iterable, Iterator, TypeVar
+
+from ..client.errors import (ProtocolError, RunningHubError, SubmissionUncertainError, TaskCancelledError,
+                             TaskFailedError, TaskNotFoundError, WaitInterrupted)
+from ..client.ledger import MAY_EXIST, SUBMITTING, LedgerEntry, RunFingerprint, TaskLedger, TaskMayExistError
+from ..client.overrides import NodeOverride, merge_overrides
+from ..client.polling import TaskProgress
+from ..client.records import TaskHandle, TaskResult
+from ..client.sites import Site
+from ..client.stop import tasks_left_running
+
+log = logging.getLogger("runninghub_bridge.remote")
+T = TypeVar("T")
+#: Replies of a create that may still have made a task: never forget those entries.
+MAYBE_CREATED = (SubmissionUncertainError, ProtocolError)
+
+
+@dataclass(frozen=True)
+class RunJournal:
+    """What the node knows that the fingerprint needs (account, seed) and where the run came
+    from (prompt, node), plus the ledger to write to."""
+
+    ledger: TaskLedger
+    account: str
+    seed: int
+    prompt_id: str | None = None
+    node_id: str | None = None
+
+    def for_run(self, site: Site, kind: str, workflow_id: str, instance_type: str,
+                overrides: Iterable[NodeOverride]) -> "LedgerRun":
+        fingerprint = RunFingerprint.of(site=site.base_url, account=self.account, kind=kind, workflow_id=workflow_id,
+                                        instance_type=instance_type, overrides=merge_overrides(overrides),
+                                        seed=self.seed)
+        return LedgerRun(self, fingerprint)
+
+
+class LedgerRun:
+    """One run's entry in the ledger, from the lookup to the end of its wait."""
+
+    def __init__(self, journal: RunJournal, fingerprint: RunFingerprint, *, tick: float = 0.2):
+        self.journal = journal
+        self.ledger = journal.ledger
+        self.fingerprint = fingerprint
+        self.tick = tick
+        self.entry: int | None = None
+
+    @contextmanager
+    def turn(self, should_stop: Callable[[], bool] | None = None) -> Iterator[None]:
+        """Runs of one fingerprint in this process (twin nodes, a re-queue while the first is
+        still submitting) look up and create one at a time, so the second finds the first's
+        task instead of creating its own. Hold it from `earlier()` until the create is recorded."""
+        turn = _turn_for(self.fingerprint.digest())
+        try:
+            while not turn.lock.acquire(timeout=self.tick):
+                if should_stop is not None and should_stop():
+                    raise WaitInterrupted("Interrupted while another run with the same inputs and seed was "
+                                          "submitting; nothing was created by this one.")
+            try:
+                yield
+            finally:
+                turn.lock.release()
+        finally:
+            _turn_done(self.fingerprint.digest(), turn)
+
+    def earlier(self) -> LedgerEntry | None:
+        """The task to re-attach to, or None to create one (call it during your `turn`)."""
+        found = self.ledger.lookup(self.fingerprint)
+        if found is None:
+            return None
+        if found.status in (MAY_EXIST, SUBMITTING):
+            raise may_exist_error(found)
+        self.entry = found.entry
+        log.info("re-attaching to RunningHub task %s (%s, entry %d of the task ledger) instead of creating a new one",
+                 found.task_id, found.status.lower(), found.entry)
+        return found
+
+    def recording(self, create: Callable[..., TaskHandle]) -> Callable[..., TaskHandle]:
+        """`create(client)`, recorded before it is sent and updated by how it ended."""
+
+        def create_recorded(client) -> TaskHandle:
+            journal = self.journal
+            self.entry = self.ledger.begin(self.fingerprint, key_hint=client.key.hint, prompt_id=journal.prompt_id,
+                                           node_id=journal.node_id)
+            try:
+                handle = create(client)
+            except MAYBE_CREATED as exc:
+                self.ledger.uncertain(self.entry, str(exc))
+                raise
+            except RunningHubError:
+                self.ledger.forget(self.entry)  # refused, no capacity, never sent: nothing exists
+                raise
+            except BaseException as exc:  # anything unforeseen: the create may have gone out
+                self.ledger.uncertain(self.entry, f"{type(exc).__name__}: {exc}"[:500])
+                raise
+            self.ledger.created(self.entry, handle.task_id, handle.state.value)
+            return handle
+
+        return create_recorded
+
+    def observe(self, on_progress: Callable[[TaskProgress], None] | None) -> Callable[[TaskProgress], None]:
+        """`on_progress`, recording each state change on the way."""
+        seen: list[str] = []
+
+        def observed(progress: TaskProgress) -> None:
+            state = progress.state.value
+            if self.entry is not None and not progress.state.finished and seen[-1:] != [state]:
+                seen.append(state)
+                self.ledger.moved(self.entry, state)
+            if on_progress is not None:
+                on_progress(progress)
+
+        return observed
+
+    def outcome(self, wait: Callable[[], TaskResult]) -> TaskResult:
+        """`wait()`, recording how it ended. A wait that ended without an answer (a polling
+        outage, a time budget, ComfyUI stopping) leaves the task as it was: the next run
+        with the same fingerprint re-attaches to it."""
+        try:
+            result = wait()
+        except TaskCancelledError as exc:
+            self._finish("CANCEL", message=str(exc))
+            raise
+        except TaskFailedError as exc:
+            self._finish("FAILED", message=str(exc))
+            raise
+        except TaskNotFoundError as exc:
+            self._finish("FAILED", message=f"RunningHub does not know this task: {exc}")
+            raise
+        except WaitInterrupted as exc:
+            if not tasks_left_running():  # the stop cancelled the task (or said how to)
+                self._finish("CANCEL", message=str(exc))
+            raise  # left running at shutdown: the next run re-attaches to it
+        self._finish("SUCCESS", result=result)
+        return result
+
+    def _finish(self, status: str, *, result: TaskResult | None = None, message: str = "") -> None:
+        if self.entry is not None:
+            self.ledger.finished(self.entry, status, result=result, message=message)
+
+
+class _Turn:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.users = 0
+
+
+_turns: dict[str, _Turn] = {}
+_turns_lock = threading.Lock()
+
+
+def _turn_for(digest: str) -> _Turn:
+    with _turns_lock:
+        turn = _turns.setdefault(digest, _Turn())
+        turn.users += 1
+        return turn
+
+
+def _turn_done(digest: str, turn: _Turn) -> None:
+    with _turns_lock:
+        turn.users -= 1
+        if turn.users == 0 and _turns.get(digest) is turn:
+            del _turns[digest]
+
+
+class _NotRecorded(LedgerRun):
+    """A run without a ledger: nothing to find, nothing written."""
+
+    def __init__(self):
+        self.entry = None
+
+    @contextmanager
+    def turn(self, should_stop=None) -> Iterator[None]:
+        yield
+
+    def earlier(self) -> None:
+        return None
+
+    def recording(self, create):
+        return create
+
+    def observe(self, on_progress):
+        return on_progress
+
+    def outcome(self, wait):
+        return wait()
+
+
+NOT_RECORDED = _NotRecorded()
+
+
+def may_exist_error(found: LedgerEntry) -> TaskMayExistError:
+    when = datetime.fromtimestamp(found.created_at, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    prompt = f" by prompt {found.prompt_id}" if found.prompt_id else ""
+    return TaskMayExistError(
+        f"RH Run Workflow: an earlier run with these same inputs and seed ({found.kind} {found.workflow_id}, "
+        f"account '{found.account}', key {found.key_hint or '?'}, sent at {when}{prompt}) may have created a "
+        f"billed RunningHub task, but its reply never arrived ({found.message or 'reply lost'}). Nothing new was "
+        f"created. Check the task list on {_host(found.site)}: if the task is there, load it with RH Fetch "
+        "Outputs (its task_id). To run again on purpose, change the seed, or clear entry "
+        f"#{found.entry} in the RunningHub task panel (sidebar) and queue again.")
+
+
+def _host(base_url: str) -> str:
+    return base_url.split("://", 1)[-1].split("/", 1)[0] or base_url

@@ -1,0 +1,188 @@
+"""The task ledger in a real ComfyUI against the simulator: a re-queued run re-attaches to its
+earlier task instead of creating (and billing) another one, whatever ended the first wait."""
+
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+import time
+
+import numpy as np
+import pytest
+import requests
+from PIL import Image
+
+from support.graphs import run_fetch, upload_run_fetch
+from support.simulator import WORKFLOWS, Simulator
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def sim():
+    with Simulator(run_seconds=0.3, concurrency=2) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def host(sim, comfy_host_factory):
+    """A ComfyUI of this module's own: the restart test stops and starts it. Its remote
+    tasks outlive a shutdown (RUNNINGHUB_ON_SHUTDOWN=leave), as kill -TERM leaves them."""
+    return comfy_host_factory(env={"RUNNINGHUB_BASE_URL": sim.base_url, "RUNNINGHUB_API_KEY": sim.keys[0],
+                                   "RUNNINGHUB_ON_SHUTDOWN": "leave"}, fresh=True, name="ledger")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_each_test(fresh):
+    """Every test starts from the simulator's start state on an idle ComfyUI."""
+
+
+def local_image(host, seed: int) -> tuple[str, np.ndarray]:
+    pixels = np.random.default_rng(seed).integers(0, 256, (16, 24, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return host.upload_image(buf.getvalue(), f"ledger-{seed}.png")["name"], pixels
+
+
+def saved_pixels(host, result, node_id: str = "15") -> list[np.ndarray]:
+    return [np.asarray(Image.open(io.BytesIO(host.view_bytes(i["filename"], i["subfolder"], i["type"]))))
+            for i in result.images(node_id)]
+
+
+def executed(result, node_id: str) -> bool:
+    """Whether ComfyUI ran the node in this prompt (rather than taking it from its cache)."""
+    cached = [n for e in result.events_of("execution_cached") for n in e.data.get("nodes", [])]
+    return node_id not in cached and any(e.data.get("node") == node_id for e in result.events_of("executing"))
+
+
+def ledger_rows(host) -> list[dict]:
+    path = host.user_dir / "runninghub" / "tasks.sqlite3"
+    if not path.exists():
+        return []
+    with sqlite3.connect(path) as conn:
+        conn.row_factory = sqlite3.Row
+        return [dict(r) for r in conn.execute("SELECT * FROM tasks ORDER BY entry")]
+
+
+def free_cache(host) -> None:
+    """What ComfyUI's newest RAM-pressure cache does on its own: forget every node output."""
+    assert host.post("/free", json={"unload_models": True, "free_memory": True}).status_code == 200
+    time.sleep(2.0)  # the prompt worker wakes up and resets its caches; `executed` checks it did
+
+
+def test_a_restart_mid_run_then_requeue_reattaches(host, sim):
+    sim.configure(run_seconds=8)
+    name, pixels = local_image(host, 31)
+    graph = upload_run_fetch(name, WORKFLOWS["invert"], seed=7)
+    ws, client_id = host.open_ws()
+    host.queue_prompt(graph, client_id=client_id)
+    deadline = time.monotonic() + 60
+    while not any(r["status"] == "RUNNING" for r in ledger_rows(host)):  # the create's reply is recorded
+        assert time.monotonic() < deadline, "the remote task never started"
+        time.sleep(0.1)
+    ws.close()
+    host.restart()  # kill -TERM mid-run, then start again with the same user folder
+    [row] = ledger_rows(host)
+    assert row["status"] in ("QUEUED", "RUNNING") and row["task_id"] == sim.tasks()[0]["taskId"]
+
+    result = host.run(graph, timeout=120)
+    assert result.status == "success", result.error
+    [out] = saved_pixels(host, result)
+    assert np.array_equal(out[:, :, :3], 255 - pixels)
+    assert sim.count("create") == 1  # the task the user asked for, and only it
+    assert ledger_rows(host)[-1]["status"] == "SUCCESS"
+
+
+def test_a_lost_create_reply_then_requeue_says_the_task_may_exist(host, sim):
+    sim.fault("create", "reset_after_commit")
+    graph = run_fetch(WORKFLOWS["noise"], seed=11)
+    first = host.run(graph, timeout=120)
+    assert first.status == "error" and sim.count("create") == 1
+
+    again = host.run(graph, timeout=120)
+    assert again.status == "error"
+    message = again.error["exception_message"]
+    assert "may have created a billed RunningHub task" in message
+    assert "change the seed" in message and "task panel" in message and "127.0.0.1" in message
+    assert sim.count("create") == 1  # no blind second create
+    assert again.error["exception_type"].endswith("TaskMayExistError")
+
+    [entry] = [r for r in ledger_rows(host) if r["status"] == "MAY_EXIST"]
+    assert requests.delete(f"{host.base_url}/runninghub/tasks/{entry['entry']}", timeout=30).status_code == 200
+    assert host.run(graph, timeout=120).status == "success"  # cleared on purpose: a new task
+    assert sim.count("create") == 2
+
+    graph["13"]["inputs"]["seed"] = 12  # a new seed asks for a new task on purpose
+    assert host.run(graph, timeout=120).status == "success"
+    assert sim.count("create") == 3
+
+
+def test_a_cleared_cache_then_requeue_reuses_the_finished_task(host, sim):
+    name, pixels = local_image(host, 32)
+    graph = upload_run_fetch(name, WORKFLOWS["invert"], seed=3)
+    first = host.run(graph, timeout=120)
+    assert first.status == "success", first.error
+    free_cache(host)
+    again = host.run(graph, timeout=120)
+    assert again.status == "success", again.error
+    assert executed(again, "13"), "ComfyUI answered from its cache: the ledger was not exercised"
+    assert sim.count("create") == 1
+    assert [p.tolist() for p in saved_pixels(host, again)] == [p.tolist() for p in saved_pixels(host, first)]
+    assert np.array_equal(saved_pixels(host, again)[0][:, :, :3], 255 - pixels)
+
+    graph["13"]["inputs"]["seed"] = 4
+    assert host.run(graph, timeout=120).status == "success"
+    assert sim.count("create") == 2
+
+
+def test_an_error_in_a_later_node_then_requeue_reattaches(host, sim):
+    graph = run_fetch(WORKFLOWS["mixed"], seed=21, save_images=False)
+    graph["14"]["inputs"]["size_policy"] = "error"  # the mixed workflow's images differ in size
+    failed = host.run(graph, timeout=120)
+    assert failed.status == "error" and failed.error["node_id"] == "14", failed.error
+    free_cache(host)
+    graph["14"]["inputs"]["size_policy"] = "pad"
+    fixed = host.run(graph, timeout=120)
+    assert fixed.status == "success", fixed.error
+    assert executed(fixed, "13")
+    assert sim.count("create") == 1
+
+
+
+
+def test_the_task_panel_routes_list_cancel_and_clear(host, sim):
+    sim.configure(run_seconds=60)
+    base = f"{host.base_url}/runninghub/tasks"
+    prompt = host.queue_prompt(run_fetch(WORKFLOWS["empty"], seed=51))
+    deadline = time.monotonic() + 60
+    while not any(t["status"] == "RUNNING" for t in sim.tasks()):
+        assert time.monotonic() < deadline, "the remote task never started"
+        time.sleep(0.1)
+    [task] = sim.tasks()
+    listing = requests.get(base, timeout=30).json()
+    assert listing["lifetime_hours"] == 24
+    [entry] = [t for t in listing["tasks"] if t["task_id"] == task["taskId"]]
+    assert entry["status"] in ("QUEUED", "RUNNING") and entry["prompt_id"] == prompt and entry["node_id"] == "13"
+    assert entry["key"] == "…" + sim.keys[0][-4:] and sim.keys[0] not in json.dumps(listing)
+    number = entry["entry"]
+
+    assert requests.post(f"{base}/{number}/cancel", data={"x": "1"}, timeout=30).status_code == 415  # a form post
+    assert requests.delete(f"{base}/{number}", timeout=30).status_code == 409  # running: cancel first
+    assert requests.post(f"{base}/abc/cancel", json={}, timeout=30).status_code == 400
+    assert requests.post(f"{base}/999999/cancel", json={}, timeout=30).status_code == 404
+    rebound = {"Host": f"evil.example:{host.port}"}  # DNS rebinding: the host guard covers the panel too
+    assert requests.get(base, headers=rebound, timeout=30).status_code == 403
+    assert requests.post(f"{base}/{number}/cancel", json={}, headers=rebound, timeout=30).status_code == 403
+    assert sim.count("cancel") == 0
+
+    reply = requests.post(f"{base}/{number}/cancel", json={}, timeout=30)
+    assert reply.status_code == 200, reply.text
+    assert sim.task(task["taskId"])["cancelled"] is True
+    host.wait_idle()
+    assert host.history(prompt)["status"]["status_str"] == "error"
+    [entry] = [t for t in requests.get(base, timeout=30).json()["tasks"] if t["entry"] == number]
+    assert entry["status"] == "CANCEL"
+    assert requests.post(f"{base}/{number}/cancel", json={}, timeout=30).status_code == 409
+    assert requests.delete(f"{base}/{number}", timeout=30).status_code == 200
+    assert number not in [t["entry"] for t in requests.get(base, timeout=30).json()["tasks"]]

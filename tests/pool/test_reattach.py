@@ -1,0 +1,168 @@
+"""remote.run with the task ledger, against the simulator over real HTTP: what a second run
+with the same fingerprint does in every state the first one can leave behind."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from support.pack import pack_module
+from support.simulator import WORKFLOWS
+
+from pool_support import FAST, make_pool, run_mod, seed_override, wait_until
+
+errors = pack_module("client.errors")
+ledger_mod = pack_module("client.ledger")
+reattach = pack_module("remote.reattach")
+
+
+@pytest.fixture
+def book(tmp_path):
+    return ledger_mod.TaskLedger(tmp_path / "tasks.sqlite3")
+
+
+def run(pool, book, *, seed: int = 1, value: int = 5, **kw):
+    journal = reattach.RunJournal(book, account="default", seed=seed, prompt_id="p", node_id="13")
+    kw.setdefault("poll_policy", FAST)
+    return run_mod.run_and_wait(pool, kind="workflow", workflow_id=WORKFLOWS["noise"], overrides=[seed_override(value)],
+                                journal=journal, **kw)
+
+
+def test_a_finished_task_is_fetched_again_and_a_new_seed_creates(sim, book):
+    pool = make_pool(sim, [0])
+    first = run(pool, book)
+    again = run(pool, book)
+    assert again.task_id == first.task_id and again.result.outputs == first.result.outputs
+    assert sim.count("create") == 1
+    assert run(pool, book, seed=2).task_id != first.task_id and sim.count("create") == 2
+    assert run(pool, book, value=6).task_id != first.task_id and sim.count("create") == 3
+
+
+def test_twin_runs_at_once_share_one_task(sim, book):
+    sim.configure(run_seconds=1.0)
+    pool = make_pool(sim, [0])
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(run(pool, book))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(results) == 2 and results[0].task_id == results[1].task_id
+    assert sim.count("create") == 1
+
+
+def test_a_run_that_stopped_waiting_is_picked_up_by_the_next(sim, book):
+    sim.configure(run_seconds=2.0)
+    pool = make_pool(sim, [0, 1])
+    with pytest.raises(errors.TaskTimeoutError):
+        run(pool, book, poll_policy=polling_budget(0.3))
+    [entry] = book.entries()
+    assert entry.status in ("QUEUED", "RUNNING") and entry.key_hint
+    fresh_pool = make_pool(sim, [1, 0])  # as after a restart: nothing remembered, keys in another order
+    statuses = sim.count("status")
+    task = run(fresh_pool, book)
+    assert task.task_id == entry.task_id and task.client.key.hint == entry.key_hint
+    assert sim.count("create") == 1 and sim.count("status") == statuses
+    assert book.get(entry.entry).status == "SUCCESS"
+
+
+def polling_budget(seconds: float):
+    polling = pack_module("client.polling")
+    return polling.with_budgets(FAST, queued=seconds, running=seconds)
+
+
+def test_a_lost_create_reply_blocks_the_next_run_until_cleared(sim, book):
+    pool = make_pool(sim, [0])
+    sim.fault("create", "reset_after_commit")
+    with pytest.raises(errors.SubmissionUncertainError):
+        run(pool, book)
+    with pytest.raises(ledger_mod.TaskMayExistError) as caught:
+        run(pool, book)
+    text = str(caught.value)
+    assert "127.0.0.1" in text and "change the seed" in text and "task panel" in text and "…" in text
+    assert sim.keys[0] not in text
+    assert sim.count("create") == 1
+    [entry] = book.entries()
+    book.forget(entry.entry)  # the user cleared it in the panel
+    run(pool, book)
+    assert sim.count("create") == 2
+
+
+def test_a_stopped_run_cancels_and_the_next_creates(sim, book):
+    sim.configure(run_seconds=30.0)
+    pool = make_pool(sim, [0])
+    stop = threading.Event()
+
+    def stop_once_created():
+        wait_until(lambda: book.entries() and book.entries()[0].status != "SUBMITTING", timeout=30)
+        stop.set()
+
+    threading.Thread(target=stop_once_created, daemon=True).start()
+    with pytest.raises(errors.WaitInterrupted):
+        run(pool, book, should_stop=stop.is_set)
+    assert book.entries()[0].status == "CANCEL"
+    sim.configure(run_seconds=0.2)
+    run(pool, book)
+    assert sim.count("create") == 2
+
+
+def test_a_failed_task_is_not_reused(sim, book):
+    pool = make_pool(sim, [0])
+    journal = reattach.RunJournal(book, account="default", seed=1)
+    for _ in range(2):
+        with pytest.raises(errors.TaskFailedError):
+            run_mod.run_and_wait(pool, kind="workflow", workflow_id=WORKFLOWS["fail"], overrides=[],
+                                 poll_policy=FAST, journal=journal)
+    assert sim.count("create") == 2 and [e.status for e in book.entries()] == ["FAILED", "FAILED"]
+
+
+def test_a_task_runninghub_forgot_is_created_again(sim, book):
+    pool = make_pool(sim, [0])
+    run(pool, book)
+    sim.reset()  # the simulator forgets every task: 807 for the old id
+    task = run(pool, book)
+    assert sim.count("create") == 1 and task.result is not None
+    assert [e.status for e in book.entries()] == ["SUCCESS", "FAILED"]
+
+
+def test_a_refused_create_leaves_no_entry_and_a_garbled_reply_is_may_exist(sim, book):
+    pool = make_pool(sim, [0])
+    sim.fault("create", "api_error", code=416)  # out of coins: a definite no
+    with pytest.raises(errors.InsufficientFundsError):
+        run(pool, book)
+    assert book.entries() == []
+    sim.fault("create", "html_200", commit=True)  # a proxy page where the reply should be: it may exist
+    with pytest.raises(errors.RunningHubError):
+        run(pool, book)
+    assert [e.status for e in book.entries()] == ["MAY_EXIST"]
+    with pytest.raises(ledger_mod.TaskMayExistError):
+        run(pool, book)
+    assert sim.count("create") == 2
+
+
+@pytest.fixture
+def shutdown():
+    """client.stop's process-wide shutdown, undone after the test (the process goes on)."""
+    stop = pack_module("client.stop")
+    yield stop
+    stop._shutdown.clear()
+    stop._leave_tasks_running = False
+
+
+def test_a_task_left_running_at_shutdown_is_reattached_by_the_next_run(sim, book, shutdown):
+    sim.configure(run_seconds=3.0)
+    pool = make_pool(sim, [0])
+
+    def shut_down_once_created():
+        wait_until(lambda: book.entries() and book.entries()[0].status != "SUBMITTING", timeout=30)
+        shutdown.shut_down(leave_tasks_running=True)  # RUNNINGHUB_ON_SHUTDOWN=leave
+
+    threading.Thread(target=shut_down_once_created, daemon=True).start()
+    with pytest.raises(errors.WaitInterrupted):
+        run(pool, book)
+    [entry] = book.entries()
+    assert entry.status in ("QUEUED", "RUNNING") and sim.count("cancel") == 0
+    shutdown._shutdown.clear()  # the next process
+    task = run(pool, book)
+    assert task.task_id == entry.task_id and sim.count("create") == 1
