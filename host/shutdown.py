@@ -4,9 +4,11 @@ them running), then let ComfyUI exit as it would have, within 2 s.
 Without this, SIGINT ended ComfyUI's server but the interpreter then joined the pack's
 worker threads, which waited until the remote task ended (up to max_wait_minutes), and a
 SIGTERM killed the process with its tasks still running and billed. The handler stops
-every run (client/stop.py), waits up to `GRACE` s for the waits in client/waiting.py to
-end (each cancels its own task exactly once), and then hands the signal to what was
-installed before (ComfyUI's KeyboardInterrupt for SIGINT, the default exit for SIGTERM).
+every run (client/stop.py) and returns at once; a helper thread waits up to `GRACE` s for
+the runs in client/inflight.py to end (each cancels its own task exactly once) and sends
+the signal again, which the handler then gives to what was installed before (ComfyUI's
+KeyboardInterrupt for SIGINT, the default exit for SIGTERM). Nothing blocks the main
+thread, so no lock it holds can keep a run from ending.
 
 `RUNNINGHUB_ON_SHUTDOWN=leave` leaves the remote tasks running instead (re-attach later
 with RH Fetch Outputs and the task id in the log).
@@ -20,7 +22,7 @@ import signal
 import threading
 
 from ..client.stop import shut_down, shutting_down
-from ..client.waiting import WAITING
+from ..client.inflight import IN_FLIGHT
 
 log = logging.getLogger("runninghub_bridge.host")
 
@@ -55,24 +57,26 @@ def install() -> None:
 
 
 def _on_signal(signum: int, frame, previous) -> None:
-    if not shutting_down():
-        stop_runs(leave_tasks_running())
-    _hand_over(signum, frame, previous)
-
-
-def stop_runs(leave_running: bool) -> list[str]:
-    """Stop every run and wait (at most GRACE s) for their waits to end; the tasks still
-    being waited on then."""
-    waited = WAITING.tasks()
+    """First delivery: stop every run and return at once (the main thread keeps serving
+    ComfyUI while the runs cancel their tasks); a helper thread sends the signal again when
+    they are done. Second delivery (that one, or the user's second Ctrl+C): hand it over."""
+    if shutting_down():
+        _hand_over(signum, frame, previous)
+        return
+    leave = leave_tasks_running()
+    waited = IN_FLIGHT.tasks()
     if waited:
-        log.warning("ComfyUI is stopping: %s %d RunningHub task(s): %s",
-                    "leaving running" if leave_running else "cancelling", len(waited), ", ".join(waited))
-    shut_down(leave_tasks_running=leave_running)
-    left = WAITING.wait_until_none(GRACE)
+        log.warning("ComfyUI is stopping: %s the RunningHub tasks of %s",
+                    "leaving running" if leave else "cancelling", ", ".join(waited))
+    shut_down(leave_tasks_running=leave)
+    threading.Thread(target=_resend_when_runs_ended, args=(signum,), name="rh-shutdown", daemon=True).start()
+
+
+def _resend_when_runs_ended(signum: int) -> None:
+    left = IN_FLIGHT.wait_until_none(GRACE)
     if left:
-        log.warning("still waiting on RunningHub task(s) %s after %.1f s; check them on the website",
-                    ", ".join(left), GRACE)
-    return left
+        log.warning("still waiting on %s after %.1f s; check the task list on the website", ", ".join(left), GRACE)
+    os.kill(os.getpid(), signum)
 
 
 def _hand_over(signum: int, frame, previous) -> None:

@@ -641,6 +641,26 @@ class ComfyHost:
         raise ComfyHostError(self._with_log(f"queue not idle after {timeout}s"))
 
 
+def interrupt_after(host: ComfyHost, node_id: str, offset: float):
+    """An `on_event` hook for `host.run` that interrupts the prompt `offset` s after
+    `node_id` starts executing; returns (hook, list that receives the wall-clock time
+    the interrupt was sent, comparable with the simulator's task times)."""
+    sent: list[float] = []
+
+    def fire() -> None:
+        sent.append(time.time())
+        host.interrupt()
+
+    def on_event(event: Event) -> None:
+        if event.type == "executing" and isinstance(event.data, dict) and event.data.get("node") == node_id \
+                and not sent:
+            timer = threading.Timer(offset, fire)
+            timer.daemon = True
+            timer.start()
+
+    return on_event, sent
+
+
 def _decode(opcode: int, payload: bytes) -> Event | None:
     now = time.monotonic()
     if opcode == websocket.ABNF.OPCODE_TEXT:
