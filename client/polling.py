@@ -56,7 +56,8 @@ class PollPolicy:
     tick: float = TICK  # interrupt checks at least this often
     progress_every: float = 1.0  # on_progress at least this often (and on each state change)
     near_interval: float = 0.1  # closest polls, around an expected end
-    outage: RetryPolicy = RetryPolicy(base_delay=1.0, max_delay=15.0)  # between polls that failed
+    # the delay after each failed poll in a row (its `attempts` do not apply: the budgets end an outage)
+    outage: RetryPolicy = RetryPolicy(base_delay=1.0, max_delay=15.0)
 
     def next_interval(self, phase_elapsed: float, previous: float | None, expected: float | None = None) -> float:
         """Seconds to the next poll, `phase_elapsed` into the phase; `expected` is the
