@@ -23,7 +23,7 @@ protocol).
 Stopping: the wait checks the run's stop (client/stop.py) every `tick`, also inside the
 transport's own backoff; when it turns true the task is cancelled exactly once (or left
 running when the process shuts down with that setting). While it waits, the task is in
-`waiting.WAITING`, so shutdown knows when every wait has ended.
+`inflight.IN_FLIGHT`, so shutdown knows when every wait has ended.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from .errors import ProtocolError, RunningHubError, ServerError, TaskTimeoutErro
 from .records import TaskResult, TaskState
 from .retry import RetryPolicy
 from .stop import TICK, shielded, stop_requested, stop_when, tasks_left_running
-from .waiting import WAITING
+from .inflight import IN_FLIGHT
 
 log = logging.getLogger("runninghub_bridge.client")
 
@@ -56,7 +56,8 @@ class PollPolicy:
     tick: float = TICK  # interrupt checks at least this often
     progress_every: float = 1.0  # on_progress at least this often (and on each state change)
     near_interval: float = 0.1  # closest polls, around an expected end
-    outage: RetryPolicy = RetryPolicy(base_delay=1.0, max_delay=15.0)  # between polls that failed
+    # the delay after each failed poll in a row (its `attempts` do not apply: the budgets end an outage)
+    outage: RetryPolicy = RetryPolicy(base_delay=1.0, max_delay=15.0)
 
     def next_interval(self, phase_elapsed: float, previous: float | None, expected: float | None = None) -> float:
         """Seconds to the next poll, `phase_elapsed` into the phase; `expected` is the
@@ -133,7 +134,7 @@ def wait_for_task(client: RunningHubClient, task_id: str, *, initial_state: Task
 
     `run_time_key` names the kind of task (e.g. site and workflow id) whose running time is
     learned in `run_times` and used to place the polls of its running phase."""
-    with stop_when(should_stop), WAITING.on(task_id, client.site.host):
+    with stop_when(should_stop), IN_FLIGHT.on(f"task {task_id} on {client.site.host}"):
         return _Wait(client, task_id, initial_state, policy or PollPolicy(), on_progress, clock, sleep,
                      run_time_key, run_times).run()
 

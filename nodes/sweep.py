@@ -15,6 +15,7 @@ from collections import OrderedDict
 
 from ..client.polling import TaskProgress
 from ..client.records import TaskState
+from ..client.stop import shutting_down
 from ..host import comfy
 
 STAGE = {TaskState.QUEUED: 1, TaskState.RUNNING: 2, TaskState.SUCCESS: 4, TaskState.FAILED: 4, TaskState.CANCEL: 4}
@@ -99,14 +100,14 @@ def remembered(table: OrderedDict, key, make):
 
 
 def stop_for(prompt_id: str | None, sweep: Sweep, abandoned: threading.Event):
-    """should_stop for one run: an interrupt of its prompt, a failed sibling, or ComfyUI
-    abandoning the call (another node failed, so the prompt ends and cancels what is still
+    """should_stop for one run: an interrupt of its prompt, a failed sibling, shutdown, or
+    ComfyUI abandoning the call (another node failed, so the prompt ends and cancels what is still
     pending). ComfyUI clears its interrupt flag when the first run raises it, so the prompt
     keeps its own."""
     interrupted = threading.Event() if prompt_id is None else remembered(_interrupted, prompt_id, threading.Event)
 
     def should_stop() -> bool:
-        if interrupted.is_set() or abandoned.is_set():
+        if interrupted.is_set() or abandoned.is_set() or shutting_down():
             return True
         if comfy.interrupt_requested():
             interrupted.set()
