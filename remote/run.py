@@ -16,6 +16,7 @@ from ..client.polling import PollPolicy, TaskProgress, wait_for_task
 from ..client.ledger import LedgerEntry
 from ..client.pool import KeyPool
 from ..client.records import TaskResult, TaskState
+from ..client.task_socket import TaskSocket
 from .reattach import NOT_RECORDED, RunJournal
 
 log = logging.getLogger("runninghub_bridge.remote")
@@ -95,10 +96,11 @@ def run_and_wait(pool: KeyPool | RunningHubClient, *, kind: str, workflow_id: st
                               "(the number in its URL) or of the AI app.")
     recorded = journal.for_run(pool.site, kind, workflow_id, instance_type, overrides) if journal else NOT_RECORDED
 
-    def wait(client: RunningHubClient, task_id: str, initial: TaskState) -> RemoteTask:
+    def wait(client: RunningHubClient, task_id: str, initial: TaskState, net_wss_url: str | None = None) -> RemoteTask:
         result = recorded.outcome(lambda: wait_for_task(
             client, task_id, initial_state=initial, policy=poll_policy, on_progress=recorded.observe(on_progress),
-            should_stop=should_stop, run_time_key=(client.site.base_url, kind, workflow_id)))
+            should_stop=should_stop, run_time_key=(client.site.base_url, kind, workflow_id),
+            net_wss_url=net_wss_url, open_socket=socket_opener(client, kind, workflow_id, task_id)))
         return RemoteTask(task_id=task_id, kind=kind, workflow_id=workflow_id, client=client, result=result)
 
     def create(client: RunningHubClient):
@@ -121,7 +123,25 @@ def run_and_wait(pool: KeyPool | RunningHubClient, *, kind: str, workflow_id: st
     with lease:  # the slot is given back when the task ends, however it ends
         if on_submitted is not None:
             on_submitted(handle.task_id)
-        return wait(lease.client, handle.task_id, handle.state)
+        return wait(lease.client, handle.task_id, handle.state, handle.net_wss_url)
+
+
+def socket_opener(client: RunningHubClient, kind: str, workflow_id: str, task_id: str):
+    """How the wait follows the task's websocket: with the remote workflow (cached), so the
+    executing node is shown by its class name."""
+    def open_socket(url: str) -> TaskSocket | None:
+        return TaskSocket.open(url, client.site, _workflow_if_known(client, kind, workflow_id), label=f"task {task_id}")
+    return open_socket
+
+
+def _workflow_if_known(client: RunningHubClient, kind: str, workflow_id: str) -> dict | None:
+    if kind != "workflow":
+        return None
+    try:
+        return remote_workflow(client, workflow_id)
+    except RunningHubError as exc:
+        log.info("no remote workflow for the progress of %s (%s)", workflow_id, type(exc).__name__)
+        return None
 
 
 def _reattach(pool: KeyPool, earlier: LedgerEntry, wait: Callable[..., RemoteTask],
