@@ -17,6 +17,7 @@ from ..client.ledger import LedgerEntry
 from ..client.pool import KeyPool
 from ..client.records import TaskResult, TaskState
 from ..client.task_socket import TaskSocket
+from . import uploads
 from .reattach import NOT_RECORDED, RunJournal
 
 log = logging.getLogger("runninghub_bridge.remote")
@@ -103,10 +104,14 @@ def run_and_wait(pool: KeyPool | RunningHubClient, *, kind: str, workflow_id: st
             net_wss_url=net_wss_url, open_socket=socket_opener(client, kind, workflow_id, task_id)))
         return RemoteTask(task_id=task_id, kind=kind, workflow_id=workflow_id, client=client, result=result)
 
-    def create(client: RunningHubClient):
+    def create(client: RunningHubClient, named: list[NodeOverride]):
         if kind == "ai-app":
-            return client.run_ai_app(workflow_id, entries, instance_type=instance_type)
-        return client.create_task(workflow_id, entries, instance_type=instance_type)
+            return client.run_ai_app(workflow_id, named, instance_type=instance_type)
+        return client.create_task(workflow_id, named, instance_type=instance_type)
+
+    def upload_then_create(client: RunningHubClient):
+        named = uploads.for_key(client, entries)  # the uploads they name, sent with this key too
+        return recorded.recording(lambda c: create(c, named))(client)
 
     while True:
         with recorded.turn(should_stop):
@@ -114,7 +119,7 @@ def run_and_wait(pool: KeyPool | RunningHubClient, *, kind: str, workflow_id: st
             if earlier is None:
                 entries = pool.call_any(lambda client: prepare_overrides(client, kind, workflow_id, overrides),
                                         on_warning=on_warning)
-                lease, handle = pool.submit(recorded.recording(create), should_stop=should_stop,
+                lease, handle = pool.submit(upload_then_create, should_stop=should_stop,
                                             budget_seconds=capacity_budget, on_wait=on_wait, on_warning=on_warning)
                 break
         reattached = _reattach(pool, earlier, wait, on_wait)
