@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from . import codes
@@ -35,7 +35,7 @@ class OutputsState:
     state: TaskState
     result: TaskResult | None = None
     failure: TaskFailedError | None = None
-    net_wss_url: str | None = None  # a running task's websocket (804 data), unchecked network text
+    net_wss_url: str | None = field(default=None, repr=False)  # a running task's websocket (804 data): hostile
 
 
 class RunningHubClient:

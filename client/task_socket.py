@@ -25,6 +25,7 @@ import threading
 from typing import Any, Mapping
 from urllib.parse import urlsplit
 
+from .redact import scrub
 from .remote_progress import RemoteProgress, follow, start
 from .sites import Site
 from .stop import stop_requested
@@ -40,10 +41,11 @@ CHECK_EVERY = 0.05  # seconds between checks of the stop while reading
 
 
 def describe_url(url: Any) -> str:
-    """`scheme://host/path` of an address, without its query (which may hold tokens)."""
+    """`scheme://host/path` of an address, without its query (which may hold tokens) and
+    with any key in its path hidden (`/proxy/<key>` addresses carry one)."""
     try:
         parts = urlsplit(str(url)[:MAX_URL])
-        return f"{parts.scheme}://{parts.hostname or '?'}{parts.path[:64]}"
+        return scrub(f"{parts.scheme}://{parts.hostname or '?'}{parts.path[:80]}")
     except ValueError:
         return "(unreadable address)"
 

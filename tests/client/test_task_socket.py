@@ -169,3 +169,13 @@ def test_hostile_messages_are_ignored_or_capped():
     assert other.ended is None and other.node_id == "3"  # the prompt is the first one named
     p = remote_progress.follow(p, {"type": "executing", "data": {"node": None}}, workflow)
     assert p.ended == "done" and p.nodes_done == 2 and p.node_id is None
+
+
+def test_a_key_in_the_address_path_is_never_shown(client, sim, caplog):
+    caplog.set_level(logging.DEBUG)
+    key = sim.keys[0]
+    url = f"wss://evil.example/proxy/{key}/ws?clientId=abc"
+    assert key not in task_socket.describe_url(url)
+    assert task_socket.TaskSocket.open(url, client.site) is None
+    handle = records.TaskHandle.parse({"taskId": "1", "netWssUrl": url})
+    assert key not in repr(handle) and key not in caplog.text
