@@ -22,7 +22,7 @@ import contextvars
 import json
 import logging
 import threading
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
 from .redact import scrub
@@ -207,3 +207,12 @@ class TaskSocket:
     def _set_connected(self, connected: bool) -> None:
         with self._lock:
             self._connected = connected
+
+
+def opener(site: Site, *, workflow: Callable[[], Mapping[str, Any] | None] = lambda: None,
+           label: str = "") -> Callable[[str], "TaskSocket | None"]:
+    """`open_socket` for client/polling.wait_for_task: follows an address for `site`, with
+    the remote workflow (fetched only when a socket opens) naming the nodes."""
+    def open_socket(url: str) -> TaskSocket | None:
+        return TaskSocket.open(url, site, workflow(), label=label)
+    return open_socket

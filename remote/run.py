@@ -16,7 +16,7 @@ from ..client.polling import PollPolicy, TaskProgress, wait_for_task
 from ..client.ledger import LedgerEntry
 from ..client.pool import KeyPool
 from ..client.records import TaskResult, TaskState
-from ..client.task_socket import TaskSocket
+from ..client import task_socket
 from . import uploads
 from .reattach import NOT_RECORDED, RunJournal
 
@@ -134,9 +134,8 @@ def run_and_wait(pool: KeyPool | RunningHubClient, *, kind: str, workflow_id: st
 def socket_opener(client: RunningHubClient, kind: str, workflow_id: str, task_id: str):
     """How the wait follows the task's websocket: with the remote workflow (cached), so the
     executing node is shown by its class name."""
-    def open_socket(url: str) -> TaskSocket | None:
-        return TaskSocket.open(url, client.site, _workflow_if_known(client, kind, workflow_id), label=f"task {task_id}")
-    return open_socket
+    return task_socket.opener(client.site, workflow=lambda: _workflow_if_known(client, kind, workflow_id),
+                              label=f"task {task_id}")
 
 
 def _workflow_if_known(client: RunningHubClient, kind: str, workflow_id: str) -> dict | None:

@@ -85,3 +85,15 @@ def test_an_address_of_another_host_is_not_followed(client, sim):
     result = polling.wait_for_task(client, handle.task_id, initial_state=handle.state, policy=POLICY,
                                    net_wss_url=handle.net_wss_url, open_socket=open_socket)
     assert result.outputs and len(opened) == 1 and sim.count("ws") == 0
+
+
+def test_re_attaching_to_a_running_task_follows_its_socket_too(client, sim, tmp_path):
+    fetch = pack_module("remote.fetch")
+    sim.configure(run_seconds=3.0, progress_steps=10)
+    handle = client.create_task(WORKFLOWS["empty"], [])
+    reports = []
+    counter = iter(range(1000))
+    fetched = fetch.fetch_outputs(client, handle.task_id, None, on_progress=reports.append,
+                                  new_temp_file=lambda suffix: str(tmp_path / f"{next(counter)}{suffix}"))
+    assert fetched.images is not None and sim.count("ws") == 1
+    assert any(r.remote is not None and r.remote.value for r in reports)
