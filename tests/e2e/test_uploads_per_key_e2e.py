@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from support.graphs import run_fetch
+from support.graphs import two_image_batch_run_fetch
 from support.simulator import WORKFLOWS, Simulator
 
 pytestmark = pytest.mark.e2e
@@ -35,15 +35,7 @@ def _fresh_each_test(fresh):
 
 def test_a_pooled_run_over_two_accounts_returns_the_right_pixels(host, sim):
     sim.configure(uploads_per_account=True)
-    graph = {
-        "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0xFF0000}},
-        "2": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0x00FF00}},
-        "3": {"class_type": "ImageBatch", "inputs": {"image1": ["1", 0], "image2": ["2", 0]}},
-        "11": {"class_type": "RHUpload", "inputs": {"image": ["3", 0], "account": "default"}},
-        "12": {"class_type": "RHNodeOverride", "inputs": {"node_id": "1", "field_name": "image", "value": ["11", 0]}},
-        **run_fetch(WORKFLOWS["invert"], overrides=["12", 0], save_prefix="perkey"),
-    }
-    result = host.run(graph, timeout=120)
+    result = host.run(two_image_batch_run_fetch(WORKFLOWS["invert"], save_prefix="perkey"), timeout=120)
     assert result.status == "success", result.error
     tasks = sim.tasks()
     assert len(tasks) == 2 and {t["key"] for t in tasks} == {sim.redacted(k) for k in sim.keys}  # both accounts ran
