@@ -53,11 +53,12 @@ class RHRunWorkflow(io.ComfyNode):
                 io.Combo.Input("instance_type", options=["default", "plus"], default="default",
                                tooltip="'default' is a 24 GB GPU, 'plus' a 48 GB one (if the account allows it)."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                             tooltip="Not sent anywhere: change it (or set it to randomize) to run again with "
-                                     "the same inputs. To set the remote workflow's seed, use RH Node Override."),
+                             tooltip="Not sent anywhere: the same inputs and seed re-attach to the earlier task "
+                                     "(even after a restart); change it (or set it to randomize) to run again. "
+                                     "To set the remote workflow's seed, use RH Node Override."),
                 io.Int.Input("max_wait_minutes", default=60, min=1, max=24 * 60, optional=True,
                              tooltip="How long to wait while queued and while running before giving up "
-                                     "(the remote task is then left running; re-attach with RH Fetch Outputs)."),
+                                     "(the remote task is then left running; queue again to re-attach to it)."),
             ],
             outputs=[
                 RH_TASK.Output("task", display_name="task", tooltip="The finished task, for RH Fetch Outputs."),
@@ -88,6 +89,10 @@ class RHRunWorkflow(io.ComfyNode):
         def on_submitted(task_id: str) -> None:
             sweep.show(index, RunStatus("SUBMITTED", f"RunningHub task {task_id}: submitted", task_id=task_id))
 
+        def on_reattach(task_id: str) -> None:
+            sweep.show(index, f"RunningHub task {task_id}: re-attached (same inputs and seed as an earlier run; "
+                              "change the seed to run again)", 1, {"task_id": task_id, "state": "REATTACHED"})
+
         def on_wait(text: str) -> None:
             sweep.show(index, RunStatus("WAITING", text[:1].upper() + text[1:]))
 
@@ -97,7 +102,7 @@ class RHRunWorkflow(io.ComfyNode):
             run_and_wait, pool, kind=kind, workflow_id=workflow_id, overrides=list(overrides or ()),
             instance_type=instance_type, poll_policy=policy, should_stop=should_stop, on_progress=on_progress,
             on_submitted=on_submitted, on_wait=on_wait, on_warning=lambda text: sweep.warn(index, text),
-            journal=tasks.journal(acct, seed, prompt_id, node_id))
+            journal=tasks.journal(acct, seed, prompt_id, node_id, index), on_reattach=on_reattach)
         try:
             task: RemoteTask = await asyncio.get_running_loop().run_in_executor(
                 _RUNNERS, contextvars.copy_context().run, call)

@@ -82,13 +82,14 @@ def run_and_wait(pool: KeyPool | RunningHubClient, *, kind: str, workflow_id: st
                  on_submitted: Callable[[str], None] | None = None,
                  on_wait: Callable[[str], None] | None = None,
                  on_warning: Callable[[str], None] | None = None,
-                 journal: RunJournal | None = None) -> RemoteTask:
+                 journal: RunJournal | None = None,
+                 on_reattach: Callable[[str], None] | None = None) -> RemoteTask:
     """Check the overrides, create the task on a key of `pool` with a free slot (a bare
     client is a pool of one key), and wait for it with that key. The key's slot is held
     until the task ends. `on_wait(text)` tells why submitting waits, `on_warning(text)`
     that a key was taken out of the pool. With a `journal`, the task is kept in the task
     ledger, and a run with the same fingerprint as an earlier task re-attaches to it
-    (remote/reattach.py) instead of creating another one."""
+    (remote/reattach.py) instead of creating another one, telling `on_reattach(task_id)`."""
     if isinstance(pool, RunningHubClient):
         pool = KeyPool.of_client(pool)
     workflow_id = str(workflow_id).strip()
@@ -122,7 +123,7 @@ def run_and_wait(pool: KeyPool | RunningHubClient, *, kind: str, workflow_id: st
                 lease, handle = pool.submit(upload_then_create, should_stop=should_stop,
                                             budget_seconds=capacity_budget, on_wait=on_wait, on_warning=on_warning)
                 break
-        reattached = _reattach(pool, earlier, wait, on_wait)
+        reattached = _reattach(pool, earlier, wait, on_reattach)
         if reattached is not None:
             return reattached
     with lease:  # the slot is given back when the task ends, however it ends
@@ -149,13 +150,12 @@ def _workflow_if_known(client: RunningHubClient, kind: str, workflow_id: str) ->
 
 
 def _reattach(pool: KeyPool, earlier: LedgerEntry, wait: Callable[..., RemoteTask],
-              on_wait: Callable[[str], None] | None) -> RemoteTask | None:
+              on_reattach: Callable[[str], None] | None) -> RemoteTask | None:
     """Wait for (or fetch) the earlier task of the same run, with the key that created it.
     None when RunningHub no longer knows it (a definite answer, recorded as failed: a new
     task is then created and nothing is billed twice)."""
-    if on_wait is not None:
-        on_wait(f"re-attaching to RunningHub task {earlier.task_id} of an earlier run with the same inputs "
-                "and seed (change the seed to run again)")
+    if on_reattach is not None:
+        on_reattach(earlier.task_id)
     try:
         return wait(pool.client_for_task(earlier.task_id, key_hint=earlier.key_hint), earlier.task_id,
                     TaskState.parse(earlier.status))

@@ -12,7 +12,7 @@ import { t } from "./i18n.js";
 
 export const STATUS_EVENT = "runninghub.status";
 const TERMINAL = new Set(["SUCCESS", "FAILED", "CANCEL"]);
-const ORDER = ["FAILED", "CANCEL", "RUNNING", "QUEUED", "SUBMITTED", "SUBMITTING", "WAITING", "SUCCESS"];
+const ORDER = ["FAILED", "CANCEL", "RUNNING", "QUEUED", "SUBMITTED", "REATTACHED", "SUBMITTING", "WAITING", "SUCCESS"];
 const PREVIEW_WIDGET = "$$node-text-preview";
 
 function duration(seconds) {
