@@ -31,6 +31,7 @@ class Sweep:
         self._loop = asyncio.get_running_loop()  # the prompt's: progress is set there
         self._lock = threading.Lock()
         self._runs: dict[int, RunStatus] = {}
+        self._fractions: dict[int, float] = {}  # each run's share of the bar, never moving back
         self._warnings: list[str] = []
         self._bar: int | None = None
         self.failed: str | None = None
@@ -40,13 +41,16 @@ class Sweep:
         with self._lock:
             if status.state != "WARNING":
                 self._runs[index] = status
+                # The remote reports steps per node: between two nodes it knows none, which
+                # must not send the bar back to the start.
+                self._fractions[index] = max(self._fractions.get(index, 0.0), status.fraction())
             text = self._text_locked()
             runs, warnings = len(self._runs), tuple(self._warnings)
-            bar = round(BAR_PER_RUN * sum(run.fraction() for run in self._runs.values()))
+            bar = round(BAR_PER_RUN * sum(self._fractions.values()))
             bar_changed, self._bar = bar != self._bar, bar
+            if bar_changed or status.finished:  # posted in the order computed
+                self._post(comfy.set_progress, self.node_id, bar, BAR_PER_RUN * max(runs, 1), self.prompt_id)
         comfy.send_status(self.node_id, status, text=text, index=index, runs=runs, warnings=warnings)
-        if bar_changed or status.finished:
-            self._post(comfy.set_progress, self.node_id, bar, BAR_PER_RUN * max(runs, 1), self.prompt_id)
 
     def _post(self, call, *args) -> None:
         """Run `call` on the prompt's event loop (ComfyUI updates its progress registry
