@@ -31,7 +31,8 @@ from support.simulator import DEFAULT_WORKFLOWS, WORKFLOWS, Simulator  # noqa: E
 
 #: Copies of the noise workflow under other ids: the pack learns running times per
 #: workflow, so a benchmark that wants a first run (nothing learned) uses its own id.
-BENCH_WORKFLOWS = {"noise_long": "1980000000000000904"}
+BENCH_WORKFLOWS = {"noise_long": "1980000000000000904", "noise_first_socket": "1980000000000000905",
+                   "noise_first_polling": "1980000000000000906"}
 
 __all__ = ["ComfyHost", "RunResult", "Simulator", "WORKFLOWS", "BENCH_WORKFLOWS", "bench_simulator", "bench_line",
            "table", "median", "comfy_with_pack", "span", "event_time", "wall_of", "machine"]

@@ -13,6 +13,10 @@ count of outputs requests.
   time, the second time it has learned it (client/polling.py places the polls around the
   expected end). Polls per task against the allowance of one poll per 3 s; the BENCH line
   shows the worse of the two.
+- first long run (20 s task, `--first-seconds`), once following the task's websocket and
+  once with the simulator's socket off (polling alone), each on a workflow the pack has
+  never run: how late the node moves on, and outputs polls per 10 s of running (with the
+  socket the wait polls only at its 10 s heartbeat and when the socket says it ended).
 - floor: a bare script that polls outputs every 20 ms notices the same 1 s task this late
   (mostly the simulator's own time to publish the outputs).
 
@@ -31,7 +35,7 @@ from PIL import Image
 from common import (BENCH_WORKFLOWS, WORKFLOWS, Simulator, bench_line, bench_simulator, comfy_with_pack, event_time,
                     median, table, wall_of)
 
-TARGET = "value<=0.3s,polls_per_3s<=1"
+TARGET = "value<=0.3s,polls_per_3s<=1,first_socket_s<=0.3,first_socket_polls_per_10s<=1"
 POLL_GAP = 0.02  # the floor's polls: back to back would slow the simulator itself down
 
 
@@ -95,6 +99,18 @@ def pack_long(host, sim, n: int) -> tuple[list[float], float]:
     return latencies, (sim.count("outputs") - before) / len(tasks)
 
 
+def pack_first_long(host, sim, workflow_id: str, seconds: float, websocket: str) -> tuple[float, float]:
+    """(notice s, outputs polls per 10 s) of one task of `seconds` on a workflow never run."""
+    sim.configure(run_seconds=seconds, websocket=websocket)
+    since = time.time()
+    before = sim.count("outputs")
+    result = host.run(graph(secrets.randbelow(2 ** 40), secrets.randbelow(2 ** 40), workflow_id), timeout=seconds + 120)
+    if result.status != "success":
+        raise RuntimeError(f"run failed: {result.error}")
+    [finished] = finished_times(sim, since)
+    return wall_of(event_time(result, "executing", "14")) - finished, (sim.count("outputs") - before) / (seconds / 10)
+
+
 def floor_short(sim, n: int) -> list[float]:
     session = requests.Session()
     key = sim.keys[0]
@@ -115,7 +131,8 @@ def floor_short(sim, n: int) -> list[float]:
     return out
 
 
-def run(sim: Simulator, host, short: int = 7, long: int = 2, long_seconds: float = 60.0) -> str:
+def run(sim: Simulator, host, short: int = 7, long: int = 2, long_seconds: float = 60.0,
+        first_seconds: float = 20.0) -> str:
     sim.configure(run_seconds=1.0, queue_seconds=0)
     pack_short(host, sim, 1)  # warm-up (and the 1 s workflow's running time is learned)
     short_lat, short_polls = pack_short(host, sim, short)
@@ -123,19 +140,28 @@ def run(sim: Simulator, host, short: int = 7, long: int = 2, long_seconds: float
     sim.configure(run_seconds=long_seconds)
     first_lat, first_polls = pack_long(host, sim, long)  # nothing learned about this workflow yet
     learned_lat, learned_polls = pack_long(host, sim, long)
-    sim.configure(run_seconds=0)
+    socket_lat, socket_polls = pack_first_long(host, sim, BENCH_WORKFLOWS["noise_first_socket"], first_seconds, "on")
+    polling_lat, polling_polls = pack_first_long(host, sim, BENCH_WORKFLOWS["noise_first_polling"], first_seconds,
+                                                 "off")
+    sim.configure(run_seconds=0, websocket="on")
     allowance = long_seconds / 3.0
     line = bench_line("notice_latency", median(short_lat), median(floor), TARGET,
                       polls_per_3s=round(max(first_polls, learned_polls) / allowance, 3),
                       polls_per_3s_first=round(first_polls / allowance, 3),
                       polls_per_3s_learned=round(learned_polls / allowance, 3),
-                      long_median_s=round(median(learned_lat), 3))
+                      long_median_s=round(median(learned_lat), 3),
+                      first_socket_s=round(socket_lat, 3), first_socket_polls_per_10s=round(socket_polls, 3),
+                      first_polling_s=round(polling_lat, 3), first_polling_polls_per_10s=round(polling_polls, 3))
     table(["case", "tasks", "median notice s", "max notice s", "polls per task", "polls per 3 s"],
           [["1 s tasks", short, median(short_lat), max(short_lat), median(short_polls), "-"],
            [f"{long_seconds:.0f} s tasks, first run", long, median(first_lat), max(first_lat), first_polls,
             first_polls / allowance],
            [f"{long_seconds:.0f} s tasks, learned", long, median(learned_lat), max(learned_lat), learned_polls,
             learned_polls / allowance],
+           [f"{first_seconds:.0f} s task, first run, socket", 1, socket_lat, socket_lat,
+            socket_polls * first_seconds / 10, socket_polls * 0.3],
+           [f"{first_seconds:.0f} s task, first run, polling only", 1, polling_lat, polling_lat,
+            polling_polls * first_seconds / 10, polling_polls * 0.3],
            ["floor: polling every 20 ms, 1 s", len(floor), median(floor), max(floor), "-", "-"]])
     return line
 
@@ -145,9 +171,10 @@ def main() -> None:
     parser.add_argument("--short", type=int, default=7)
     parser.add_argument("--long", type=int, default=2)
     parser.add_argument("--long-seconds", type=float, default=60.0)
+    parser.add_argument("--first-seconds", type=float, default=20.0)
     args = parser.parse_args()
     with bench_simulator(key_count=4, concurrency=2) as sim, comfy_with_pack(sim, sim.keys) as host:
-        run(sim, host, args.short, args.long, args.long_seconds)
+        run(sim, host, args.short, args.long, args.long_seconds, args.first_seconds)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from . import codes
@@ -35,6 +35,7 @@ class OutputsState:
     state: TaskState
     result: TaskResult | None = None
     failure: TaskFailedError | None = None
+    net_wss_url: str | None = field(default=None, repr=False)  # a running task's websocket (804 data): hostile
 
 
 class RunningHubClient:
@@ -145,7 +146,8 @@ class RunningHubClient:
                 return OutputsState(TaskState.FAILED, failure=self._failure(env, task_id))
             return OutputsState(TaskState.RUNNING)  # legacy: code 0 + data null while running
         if env.code == codes.TASK_RUNNING:
-            return OutputsState(TaskState.RUNNING)
+            url = data.get("netWssUrl") if isinstance(data, dict) else None
+            return OutputsState(TaskState.RUNNING, net_wss_url=url if isinstance(url, str) else None)
         if env.code == codes.TASK_QUEUED:
             return OutputsState(TaskState.QUEUED)
         if env.code == codes.TASK_FAILED:

@@ -4,7 +4,8 @@ Why: RunningHub's create has no idempotency key, and a task's id lives only in m
 otherwise. A restart, an evicted cache, a polling outage or an error in a later node would
 make the next run of the same graph create (and bill) a second task. With the ledger the
 run finds the first task by its *fingerprint* (site, account, kind, workflow id, instance
-type, overrides with uploaded file names, seed) and re-attaches to it instead.
+type, overrides with uploaded file names, seed; and which item of a list-mapped run) and
+re-attaches to it instead.
 
 Rules:
 - An entry is written *before* its create is sent (status SUBMITTING) and updated as the
@@ -104,13 +105,16 @@ class RunFingerprint:
     instance_type: str
     overrides: tuple[tuple[str, str, Any, bool], ...]  # (node id, field, value, typed as text)
     seed: int
+    #: A list-mapped node runs once per list item, each a run of its own even when two items
+    #: are equal (a batch of two identical images asks for two tasks).
+    run_index: int = 0
 
     @classmethod
     def of(cls, *, site: str, account: str, kind: str, workflow_id: str, instance_type: str,
-           overrides: Iterable[NodeOverride], seed: int) -> "RunFingerprint":
+           overrides: Iterable[NodeOverride], seed: int, run_index: int = 0) -> "RunFingerprint":
         entries = tuple(sorted(((o.node_id, o.field_name, o.value, bool(o.from_text)) for o in overrides),
                                key=lambda e: (e[0], e[1])))
-        return cls(site, account, kind, str(workflow_id).strip(), instance_type, entries, int(seed))
+        return cls(site, account, kind, str(workflow_id).strip(), instance_type, entries, int(seed), int(run_index))
 
     def digest(self) -> str:
         canonical = json.dumps(asdict(self), sort_keys=True, ensure_ascii=True, default=repr)

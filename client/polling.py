@@ -20,6 +20,13 @@ and polls again for as long as the phase's budget allows. Only a definite answer
 (success, failed, cancelled, unknown task, a refused key, a reply that is not RunningHub's
 protocol).
 
+The task's websocket: given `open_socket`, the wait follows the socket of a running task
+(its `netWssUrl`, from create or an 804 reply; client/task_socket.py) for the remote
+node, its steps and nodes done, reported in `TaskProgress.remote`. While the socket is
+healthy the running phase is polled only every `heartbeat` s; when the socket says the
+prompt ended, outputs are polled at once; when it drops, the schedule above resumes. The
+socket never decides the outcome: the outputs reply does.
+
 Stopping: the wait checks the run's stop (client/stop.py) every `tick`, also inside the
 transport's own backoff; when it turns true the task is cancelled exactly once (or left
 running when the process shuts down with that setting). While it waits, the task is in
@@ -33,14 +40,18 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, replace
-from typing import Callable, Hashable
+from typing import TYPE_CHECKING, Callable, Hashable, Optional
 
 from .api import RunningHubClient
 from .errors import ProtocolError, RunningHubError, ServerError, TaskTimeoutError, TransportError, WaitInterrupted
 from .records import TaskResult, TaskState
+from .remote_progress import RemoteProgress
 from .retry import RetryPolicy
 from .stop import TICK, shielded, stop_requested, stop_when, tasks_left_running
 from .inflight import IN_FLIGHT
+
+if TYPE_CHECKING:
+    from .task_socket import TaskSocket
 
 log = logging.getLogger("runninghub_bridge.client")
 
@@ -56,8 +67,9 @@ class PollPolicy:
     tick: float = TICK  # interrupt checks at least this often
     progress_every: float = 1.0  # on_progress at least this often (and on each state change)
     near_interval: float = 0.1  # closest polls, around an expected end
-    # the delay after each failed poll in a row (its `attempts` do not apply: the budgets end an outage)
-    outage: RetryPolicy = RetryPolicy(base_delay=1.0, max_delay=15.0)
+    heartbeat: float = 10.0  # between polls of a running task while its socket is healthy
+    remote_every: float = 0.1  # on_progress at most this often for socket news
+    outage: RetryPolicy = RetryPolicy(base_delay=1.0, max_delay=15.0)  # between polls that failed
 
     def next_interval(self, phase_elapsed: float, previous: float | None, expected: float | None = None) -> float:
         """Seconds to the next poll, `phase_elapsed` into the phase; `expected` is the
@@ -115,6 +127,7 @@ class TaskProgress:
     phase_elapsed: float  # in the current state
     polls: int
     trouble: str | None = None  # why the last poll failed (the wait goes on)
+    remote: RemoteProgress | None = None  # what the task's socket says, once it said anything
 
 
 def _reattach_hint(task_id: str) -> str:
@@ -126,21 +139,38 @@ def wait_for_task(client: RunningHubClient, task_id: str, *, initial_state: Task
                   policy: PollPolicy | None = None, on_progress: Callable[[TaskProgress], None] | None = None,
                   should_stop: Callable[[], bool] | None = None, clock: Callable[[], float] = time.monotonic,
                   sleep: Callable[[float], None] = time.sleep, run_time_key: Hashable | None = None,
-                  run_times: RunTimes = RUN_TIMES) -> TaskResult:
+                  run_times: RunTimes = RUN_TIMES, net_wss_url: str | None = None,
+                  open_socket: OpenSocket | None = None) -> TaskResult:
     """Poll outputs until the task ends. Returns the result on SUCCESS; raises TaskFailedError
     (or TaskCancelledError) on failure, TaskTimeoutError past a budget (the task is left as it
     is), WaitInterrupted when the run is stopped (`should_stop()`, or the enclosing run's
     stop: after one cancel call).
 
     `run_time_key` names the kind of task (e.g. site and workflow id) whose running time is
-    learned in `run_times` and used to place the polls of its running phase."""
+    learned in `run_times` and used to place the polls of its running phase.
+
+    `open_socket(url)` starts following the task's websocket (None: do not follow it);
+    `net_wss_url` is the one the create reply gave, if any."""
     with stop_when(should_stop), IN_FLIGHT.on(f"task {task_id} on {client.site.host}"):
-        return _Wait(client, task_id, initial_state, policy or PollPolicy(), on_progress, clock, sleep,
-                     run_time_key, run_times).run()
+        wait = _Wait(client, task_id, initial_state, policy or PollPolicy(), on_progress, clock, sleep,
+                     run_time_key, run_times)
+        wait.open_socket = open_socket
+        try:
+            wait.follow(net_wss_url)
+            return wait.run()
+        finally:
+            wait.close_socket()
+
+
+OpenSocket = Callable[[str], Optional["TaskSocket"]]
 
 
 class _Wait:
-    """The state of one wait_for_task: phase, poll schedule, outage backoff."""
+    """The state of one wait_for_task: phase, poll schedule, outage backoff, the socket."""
+
+    open_socket: OpenSocket | None = None
+    socket: "TaskSocket | None" = None
+    socket_ended_seen = False
 
     def __init__(self, client, task_id, initial_state, policy, on_progress, clock, sleep, run_time_key, run_times):
         self.client, self.task_id, self.policy = client, task_id, policy
@@ -162,7 +192,45 @@ class _Wait:
         if self.on_progress is not None and (force or now - self.last_progress >= self.policy.progress_every):
             self.last_progress = now
             self.on_progress(TaskProgress(self.task_id, self.state, now - self.started, now - self.phase_started,
-                                          self.polls, self.trouble))
+                                          self.polls, self.trouble, self.remote()))
+
+    # -- the task's socket -------------------------------------------------------------------
+
+    def follow(self, url: str | None) -> None:
+        """Start following the socket at `url` (once per wait: a socket that gave up is not
+        tried again)."""
+        if url and self.open_socket is not None and self.socket is None and self.state is TaskState.RUNNING:
+            self.socket = self.open_socket(url)
+            if self.socket is None:
+                self.open_socket = None  # an address not to follow: do not try others
+
+    def close_socket(self) -> None:
+        if self.socket is not None:
+            self.socket.close()
+
+    def remote(self) -> RemoteProgress | None:
+        progress = self.socket.progress if self.socket is not None else None
+        return progress if progress is not None and progress.messages else None
+
+    def socket_says_ended(self) -> bool:
+        """True once, when the socket first says the remote prompt is over."""
+        if self.socket is None or self.socket_ended_seen or self.socket.progress.ended is None:
+            return False
+        self.socket_ended_seen = True
+        log.debug("task %s: the socket says it ended (%s); polling outputs now", self.task_id,
+                  self.socket.progress.ended)
+        return True
+
+    def heartbeat_only(self) -> bool:
+        return self.socket is not None and self.state is TaskState.RUNNING and not self.failures \
+            and self.socket.healthy
+
+    def nap(self, seconds: float) -> None:
+        """Sleep `seconds`, waking early to report what the socket says."""
+        if self.socket is None:
+            self.sleep(seconds)
+        elif self.socket.wait_for_news(seconds) and self.clock() - self.last_progress >= self.policy.remote_every:
+            self.report(force=True)
 
     def run(self) -> TaskResult:
         self.report(force=True)
@@ -183,14 +251,20 @@ class _Wait:
         return self.interval
 
     def wait_for_next_poll(self) -> None:
-        wake = self.clock() + self.next_interval()
+        """Until the next poll is due: the adaptive interval, or the heartbeat while the
+        socket is healthy; at once when the socket says the prompt ended."""
+        since, interval = self.clock(), self.next_interval()
         while True:
             if stop_requested():
                 raise _stop(self.client, self.task_id)
-            remaining = wake - self.clock()
+            if self.socket_says_ended():
+                return
+            due = max(interval, min(self.policy.heartbeat, self.budget_left(since))) if self.heartbeat_only() \
+                else interval
+            remaining = since + due - self.clock()
             if remaining <= 0:
                 return
-            self.sleep(min(self.policy.tick, remaining))
+            self.nap(min(self.policy.tick, remaining))
             self.report()
 
     def poll(self):
@@ -242,11 +316,19 @@ class _Wait:
             self.report(force=True)
         elif self.state is TaskState.RUNNING:
             self.last_running_poll = self.clock() - self.phase_started
+        self.follow(getattr(reply, "net_wss_url", None))
         return None
+
+    def budget(self) -> float:
+        return self.policy.max_queued_seconds if self.state is TaskState.QUEUED else self.policy.max_running_seconds
+
+    def budget_left(self, at: float) -> float:
+        """Seconds left at `at` of the current phase's budget (the heartbeat never outlasts it)."""
+        return max(0.0, self.budget() - (at - self.phase_started))
 
     def check_budget(self) -> None:
         phase_elapsed = self.clock() - self.phase_started
-        budget = self.policy.max_queued_seconds if self.state is TaskState.QUEUED else self.policy.max_running_seconds
+        budget = self.budget()
         if phase_elapsed > budget:
             trouble = f" The last polls failed: {self.trouble}." if self.trouble else ""
             raise TaskTimeoutError(

@@ -110,7 +110,7 @@ class TaskHandle:
     state: TaskState = TaskState.QUEUED
     client_id: str | None = None
     prompt_tips: PromptTips = field(default_factory=PromptTips)
-    net_wss_url: str | None = None
+    net_wss_url: str | None = field(default=None, repr=False)  # may carry tokens: never in a repr
 
     @classmethod
     def parse(cls, data: Any) -> "TaskHandle":

@@ -6,7 +6,10 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..remote.status import RunStatus
 
 log = logging.getLogger("runninghub_bridge.host")
 
@@ -52,8 +55,10 @@ def executing_context() -> tuple[str | None, int | None]:
     return (ctx.prompt_id, ctx.list_index) if ctx is not None else (None, None)
 
 
-def send_status(node_id: str | None, text: str, payload: dict[str, Any] | None = None) -> None:
-    """Status under the node (ComfyUI's progress text) plus a JSON event for the front end.
+def send_status(node_id: str | None, status: "RunStatus", *, text: str | None = None, index: int = 0, runs: int = 1,
+                warnings: tuple[str, ...] = ()) -> None:
+    """`status` (remote/status.py) under the node: ComfyUI's progress text (`text`, default
+    the status line) plus the typed `runninghub.status` event the front end renders.
 
     Safe from worker threads: the server queues messages thread-safely."""
     try:
@@ -63,8 +68,10 @@ def send_status(node_id: str | None, text: str, payload: dict[str, Any] | None =
     except Exception:  # not inside a ComfyUI server (e.g. a script)
         return
     if node_id is not None:
+        text = status.line if text is None else text
         server.send_progress_text(text, node_id, server.client_id)
-        server.send_sync(STATUS_EVENT, {"node": str(node_id), "text": text, **(payload or {})}, server.client_id)
+        server.send_sync(STATUS_EVENT, {"node": str(node_id), "text": text,
+                                        **status.to_event(index, runs, warnings)}, server.client_id)
 
 
 def broadcast(event: str, data: dict[str, Any]) -> None:

@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 from ..client.errors import CredentialsError, RunningHubError
-from ..client.ledger import MAY_EXIST, SUBMITTING, WAITING, LedgerEntry
+from ..client.ledger import MAY_EXIST, SUBMITTING, WAITING, LedgerEntry, LedgerError
 from . import accounts, tasks
 
 log = logging.getLogger("runninghub_bridge.routes")
@@ -47,6 +47,8 @@ def _reply(data: Any, status: int = 200):
 def _failure(exc: BaseException):
     if isinstance(exc, PanelError):
         status = exc.status
+    elif isinstance(exc, LedgerError):  # the ledger file is damaged or not writable: its text says what to do
+        status = 500
     elif isinstance(exc, CredentialsError):
         status = 409
     elif isinstance(exc, RunningHubError):

@@ -31,9 +31,12 @@ def _tell_panel(entry: LedgerEntry | None) -> None:
     comfy.broadcast(TASKS_EVENT, {"entry": entry.view(time.time()) if entry is not None else None})
 
 
-def journal(account: Account, seed: int, prompt_id: str | None, node_id: str | None) -> RunJournal:
-    """How one RH Run Workflow call is recorded: its account and seed complete the fingerprint."""
-    return RunJournal(ledger(), account=account.profile, seed=int(seed), prompt_id=prompt_id, node_id=node_id)
+def journal(account: Account, seed: int, prompt_id: str | None, node_id: str | None,
+            run_index: int = 0) -> RunJournal:
+    """How one RH Run Workflow call is recorded: its account, seed and list item complete the
+    fingerprint."""
+    return RunJournal(ledger(), account=account.profile, seed=int(seed), prompt_id=prompt_id, node_id=node_id,
+                      run_index=int(run_index))
 
 
 def client_for_task(account: Account, task_id: str) -> RunningHubClient:

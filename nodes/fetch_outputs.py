@@ -10,7 +10,7 @@ from comfy_api.latest import io
 from ..client.errors import WaitInterrupted
 from ..host import accounts, comfy, tasks
 from ..remote.fetch import Downloaded, FetchedOutputs, fetch_outputs
-from .sweep import describe_progress
+from ..remote.status import RunStatus
 from .sockets import CATEGORY, RH_TASK, account_input
 
 SIZE_POLICIES = ["pad", "fit", "stretch", "error"]
@@ -93,9 +93,9 @@ class RHFetchOutputs(io.ComfyNode):
             client, result = tasks.client_for_task(accounts.account_for(account), tid), None
 
         def on_progress(p):
-            comfy.send_status(node_id, describe_progress(p), {"task_id": p.task_id, "state": p.state.value})
+            comfy.send_status(node_id, RunStatus.of_progress(p))
 
-        comfy.send_status(node_id, f"Fetching outputs of task {tid}…", {"task_id": tid, "state": "FETCHING"})
+        comfy.send_status(node_id, RunStatus("FETCHING", f"Fetching outputs of task {tid}…", task_id=tid))
         try:
             fetched = await asyncio.to_thread(
                 fetch_outputs, client, tid, result, new_temp_file=comfy.new_temp_file, size_policy=size_policy,
@@ -103,7 +103,7 @@ class RHFetchOutputs(io.ComfyNode):
         except WaitInterrupted:
             comfy.raise_interrupt()
             raise
-        comfy.send_status(node_id, fetched.summary(), {"task_id": tid, "state": "FETCHED"})
+        comfy.send_status(node_id, RunStatus("FETCHED", fetched.summary(), task_id=tid))
         missing = f"RunningHub {fetched.summary()}: "
         images = fetched.images.image if fetched.images is not None else comfy.execution_blocker(
             missing + "no image output to pass on.")

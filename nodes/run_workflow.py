@@ -25,7 +25,8 @@ from ..client.stop import run_with_stop
 from ..host import accounts, comfy, tasks
 from ..remote.run import RemoteTask, run_and_wait
 from .sockets import CATEGORY, RH_OVERRIDES, RH_TASK, account_input
-from .sweep import STAGE, describe_progress, stop_for, sweep_for
+from ..remote.status import RunStatus
+from .sweep import stop_for, sweep_for
 
 log = logging.getLogger("runninghub_bridge.nodes")
 
@@ -53,11 +54,12 @@ class RHRunWorkflow(io.ComfyNode):
                 io.Combo.Input("instance_type", options=["default", "plus"], default="default",
                                tooltip="'default' is a 24 GB GPU, 'plus' a 48 GB one (if the account allows it)."),
                 io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
-                             tooltip="Not sent anywhere: change it (or set it to randomize) to run again with "
-                                     "the same inputs. To set the remote workflow's seed, use RH Node Override."),
+                             tooltip="Not sent anywhere: the same inputs and seed re-attach to the earlier task "
+                                     "(even after a restart); change it (or set it to randomize) to run again. "
+                                     "To set the remote workflow's seed, use RH Node Override."),
                 io.Int.Input("max_wait_minutes", default=60, min=1, max=24 * 60, optional=True,
                              tooltip="How long to wait while queued and while running before giving up "
-                                     "(the remote task is then left running; re-attach with RH Fetch Outputs)."),
+                                     "(the remote task is then left running; queue again to re-attach to it)."),
             ],
             outputs=[
                 RH_TASK.Output("task", display_name="task", tooltip="The finished task, for RH Fetch Outputs."),
@@ -83,23 +85,26 @@ class RHRunWorkflow(io.ComfyNode):
         policy = with_budgets(PollPolicy(), queued=budget, running=budget)
 
         def on_progress(p: TaskProgress) -> None:
-            sweep.show(index, describe_progress(p), STAGE.get(p.state, 1),
-                       {"task_id": p.task_id, "state": p.state.value, "elapsed": round(p.elapsed, 1),
-                        "phase_elapsed": round(p.phase_elapsed, 1), "polls": p.polls})
+            sweep.show(index, RunStatus.of_progress(p))
 
         def on_submitted(task_id: str) -> None:
-            sweep.show(index, f"RunningHub task {task_id}: submitted", 1, {"task_id": task_id, "state": "SUBMITTED"})
+            sweep.show(index, RunStatus("SUBMITTED", f"RunningHub task {task_id}: submitted", task_id=task_id))
+
+        def on_reattach(task_id: str) -> None:
+            sweep.show(index, f"RunningHub task {task_id}: re-attached (same inputs and seed as an earlier run; "
+                              "change the seed to run again)", 1, {"task_id": task_id, "state": "REATTACHED"})
 
         def on_wait(text: str) -> None:
-            sweep.show(index, text[:1].upper() + text[1:], 0, {"state": "WAITING"})
+            sweep.show(index, RunStatus("WAITING", text[:1].upper() + text[1:]))
 
-        sweep.show(index, f"Submitting {kind} {workflow_id} on {acct.site.host} ({pool.describe()})…", 0,
-                   {"state": "SUBMITTING"})
+        sweep.show(index, RunStatus("SUBMITTING", f"Submitting {kind} {workflow_id} on {acct.site.host} "
+                                                  f"({pool.describe()})…"))
         call = functools.partial(
             run_with_stop, should_stop, run_and_wait, pool, kind=kind, workflow_id=workflow_id,
             overrides=list(overrides or ()), instance_type=instance_type, poll_policy=policy, should_stop=should_stop,
             on_progress=on_progress, on_submitted=on_submitted, on_wait=on_wait,
-            on_warning=lambda text: sweep.warn(index, text), journal=tasks.journal(acct, seed, prompt_id, node_id))
+            on_warning=lambda text: sweep.warn(index, text), journal=tasks.journal(acct, seed, prompt_id, node_id, index),
+            on_reattach=on_reattach)
         try:
             task: RemoteTask = await asyncio.get_running_loop().run_in_executor(
                 _RUNNERS, contextvars.copy_context().run, call)
@@ -110,20 +115,21 @@ class RHRunWorkflow(io.ComfyNode):
         except WaitInterrupted as exc:
             if not interrupted.is_set() and sweep.failed is not None:
                 message = f"{exc} Stopped because {sweep.failed}"
-                sweep.show(index, message, 4, {"state": "CANCEL", "task_id": exc.task_id})
+                sweep.show(index, RunStatus("CANCEL", message, task_id=exc.task_id))
                 raise RunningHubError(message, task_id=exc.task_id, site=exc.site) from exc
             log.info("%s", exc)
-            sweep.show(index, str(exc), 4, {"state": "CANCEL", "task_id": exc.task_id})
+            sweep.show(index, RunStatus("CANCEL", str(exc), task_id=exc.task_id))
             comfy.raise_interrupt()
             raise
         except comfy.interrupt_exception():
             raise  # ComfyUI's own stop is no failure (an Exception in 0.3.75, a BaseException later)
         except Exception as exc:
             sweep.fail(index, exc)
-            sweep.show(index, f"failed: {exc}"[:400], 4, {"state": "FAILED", "task_id": getattr(exc, "task_id", None)})
+            sweep.show(index, RunStatus("FAILED", f"failed: {exc}"[:400], task_id=getattr(exc, "task_id", None)))
             raise
         cost = task.result.cost.describe() if task.result else ""
         summary = f"RunningHub task {task.task_id}: done" + (f" ({cost})" if cost else "")
-        sweep.show(index, summary, 4, {"task_id": task.task_id, "state": "SUCCESS", "cost": cost,
-                                       "outputs": len(task.result.outputs) if task.result else 0})
-        return io.NodeOutput(task, task.task_id, ui={"text": [summary]})
+        done = RunStatus("SUCCESS", summary, task_id=task.task_id, cost=cost or None,
+                         outputs=len(task.result.outputs) if task.result else 0)
+        sweep.show(index, done)
+        return io.NodeOutput(task, task.task_id, ui={"text": [summary], "rh_status": [done.to_event()]})

@@ -13,24 +13,16 @@ import asyncio
 import threading
 from collections import OrderedDict
 
-from ..client.polling import TaskProgress
-from ..client.records import TaskState
 from ..client.stop import shutting_down
 from ..host import comfy
+from ..remote.status import RunStatus
 
-STAGE = {TaskState.QUEUED: 1, TaskState.RUNNING: 2, TaskState.SUCCESS: 4, TaskState.FAILED: 4, TaskState.CANCEL: 4}
 _KEEP = 64  # sweeps and prompts remembered (the newest ones)
-
-
-def describe_progress(p: TaskProgress) -> str:
-    state = {"QUEUED": "queued", "RUNNING": "running", "SUCCESS": "done", "FAILED": "failed",
-             "CANCEL": "cancelled"}.get(p.state.value, p.state.value.lower())
-    line = f"RunningHub task {p.task_id}: {state}, {p.phase_elapsed:.0f} s ({p.elapsed:.0f} s in all)"
-    return line + (" - RunningHub not answering, still waiting" if p.trouble else "")
+BAR_PER_RUN = 100  # the node's progress bar: this much per run, filled by each run's fraction
 
 
 class Sweep:
-    """The calls of one Run node in one prompt: a status line each, pool warnings, and the
+    """The calls of one Run node in one prompt: a status each, pool warnings, and the
     first failure (which stops the others)."""
 
     def __init__(self, node_id: str | None, prompt_id: str | None = None):
@@ -38,24 +30,23 @@ class Sweep:
         self.prompt_id = prompt_id
         self._loop = asyncio.get_running_loop()  # the prompt's: progress is set there
         self._lock = threading.Lock()
-        self._lines: dict[int, str] = {}
-        self._stages: dict[int, int] = {}
+        self._runs: dict[int, RunStatus] = {}
         self._warnings: list[str] = []
+        self._bar: int | None = None
         self.failed: str | None = None
 
-    def show(self, index: int, line: str, stage: int | None = None, payload: dict | None = None) -> None:
+    def show(self, index: int, status: RunStatus) -> None:
+        """Run `index` is now at `status`: the node's text, status event and progress bar."""
         with self._lock:
-            self._lines[index] = line
-            if stage is not None:
-                self._stages[index] = stage
-            else:
-                self._stages.setdefault(index, 0)
+            if status.state != "WARNING":
+                self._runs[index] = status
             text = self._text_locked()
-            done, total = sum(self._stages.values()), 4 * len(self._stages)
-        comfy.send_status(self.node_id, text, {**(payload or {}), "index": index, "line": line,
-                                               "runs": len(self._lines)})
-        if stage is not None:
-            self._post(comfy.set_progress, self.node_id, done, total, self.prompt_id)
+            runs, warnings = len(self._runs), tuple(self._warnings)
+            bar = round(BAR_PER_RUN * sum(run.fraction() for run in self._runs.values()))
+            bar_changed, self._bar = bar != self._bar, bar
+        comfy.send_status(self.node_id, status, text=text, index=index, runs=runs, warnings=warnings)
+        if bar_changed or status.finished:
+            self._post(comfy.set_progress, self.node_id, bar, BAR_PER_RUN * max(runs, 1), self.prompt_id)
 
     def _post(self, call, *args) -> None:
         """Run `call` on the prompt's event loop (ComfyUI updates its progress registry
@@ -69,7 +60,8 @@ class Sweep:
         with self._lock:
             if text not in self._warnings:
                 self._warnings.append(text)
-        self.show(index, self._lines.get(index, "submitting"), payload={"state": "WARNING", "warning": text})
+            line = self._runs[index].line if index in self._runs else "submitting"
+        self.show(index, RunStatus("WARNING", line, warning=text))
 
     def fail(self, index: int, exc: BaseException) -> None:
         with self._lock:
@@ -78,9 +70,9 @@ class Sweep:
 
     def _text_locked(self) -> str:
         lines = [f"⚠ {w}" for w in self._warnings]
-        if len(self._lines) == 1 and not self._warnings:
-            return next(iter(self._lines.values()))
-        lines += [f"#{i + 1} {self._lines[i]}" for i in sorted(self._lines)]
+        if len(self._runs) == 1 and not self._warnings:
+            return next(iter(self._runs.values())).line
+        lines += [f"#{i + 1} {self._runs[i].line}" for i in sorted(self._runs)]
         return "\n".join(lines)
 
 

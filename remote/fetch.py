@@ -31,6 +31,7 @@ from typing import Callable
 
 from ..client.api import RunningHubClient
 from ..client.downloads import download_to
+from ..client import task_socket
 from ..client.errors import DownloadError, WaitInterrupted
 from ..client.polling import PollPolicy, TaskProgress, wait_for_task
 from ..client.records import TaskOutput, TaskResult
@@ -214,7 +215,8 @@ def fetch_outputs(client: RunningHubClient, task_id: str, result: TaskResult | N
     `should_stop` stops the wait and the downloads (WaitInterrupted)."""
     with stop_when(should_stop):
         if result is None:
-            result = wait_for_task(client, task_id, policy=poll_policy, on_progress=on_progress)
+            result = wait_for_task(client, task_id, policy=poll_policy, on_progress=on_progress,
+                                   open_socket=task_socket.opener(client.site, label=f"task {task_id}"))
         fetched = FetchedOutputs(task_id=task_id)
         items = []
         for out in result.outputs:

@@ -38,20 +38,21 @@ MAYBE_CREATED = (SubmissionUncertainError, ProtocolError)
 
 @dataclass(frozen=True)
 class RunJournal:
-    """What the node knows that the fingerprint needs (account, seed) and where the run came
-    from (prompt, node), plus the ledger to write to."""
+    """What the node knows that the fingerprint needs (account, seed, list item) and where
+    the run came from (prompt, node), plus the ledger to write to."""
 
     ledger: TaskLedger
     account: str
     seed: int
     prompt_id: str | None = None
     node_id: str | None = None
+    run_index: int = 0  # the list item of a list-mapped run
 
     def for_run(self, site: Site, kind: str, workflow_id: str, instance_type: str,
                 overrides: Iterable[NodeOverride]) -> "LedgerRun":
         fingerprint = RunFingerprint.of(site=site.base_url, account=self.account, kind=kind, workflow_id=workflow_id,
                                         instance_type=instance_type, overrides=merge_overrides(overrides),
-                                        seed=self.seed)
+                                        seed=self.seed, run_index=self.run_index)
         return LedgerRun(self, fingerprint)
 
 

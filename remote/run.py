@@ -16,6 +16,8 @@ from ..client.polling import PollPolicy, TaskProgress, wait_for_task
 from ..client.ledger import LedgerEntry
 from ..client.pool import KeyPool
 from ..client.records import TaskResult, TaskState
+from ..client import task_socket
+from . import uploads
 from .reattach import NOT_RECORDED, RunJournal
 
 log = logging.getLogger("runninghub_bridge.remote")
@@ -80,13 +82,14 @@ def run_and_wait(pool: KeyPool | RunningHubClient, *, kind: str, workflow_id: st
                  on_submitted: Callable[[str], None] | None = None,
                  on_wait: Callable[[str], None] | None = None,
                  on_warning: Callable[[str], None] | None = None,
-                 journal: RunJournal | None = None) -> RemoteTask:
+                 journal: RunJournal | None = None,
+                 on_reattach: Callable[[str], None] | None = None) -> RemoteTask:
     """Check the overrides, create the task on a key of `pool` with a free slot (a bare
     client is a pool of one key), and wait for it with that key. The key's slot is held
     until the task ends. `on_wait(text)` tells why submitting waits, `on_warning(text)`
     that a key was taken out of the pool. With a `journal`, the task is kept in the task
     ledger, and a run with the same fingerprint as an earlier task re-attaches to it
-    (remote/reattach.py) instead of creating another one."""
+    (remote/reattach.py) instead of creating another one, telling `on_reattach(task_id)`."""
     if isinstance(pool, RunningHubClient):
         pool = KeyPool.of_client(pool)
     workflow_id = str(workflow_id).strip()
@@ -95,16 +98,21 @@ def run_and_wait(pool: KeyPool | RunningHubClient, *, kind: str, workflow_id: st
                               "(the number in its URL) or of the AI app.")
     recorded = journal.for_run(pool.site, kind, workflow_id, instance_type, overrides) if journal else NOT_RECORDED
 
-    def wait(client: RunningHubClient, task_id: str, initial: TaskState) -> RemoteTask:
+    def wait(client: RunningHubClient, task_id: str, initial: TaskState, net_wss_url: str | None = None) -> RemoteTask:
         result = recorded.outcome(lambda: wait_for_task(
             client, task_id, initial_state=initial, policy=poll_policy, on_progress=recorded.observe(on_progress),
-            should_stop=should_stop, run_time_key=(client.site.base_url, kind, workflow_id)))
+            should_stop=should_stop, run_time_key=(client.site.base_url, kind, workflow_id),
+            net_wss_url=net_wss_url, open_socket=socket_opener(client, kind, workflow_id, task_id)))
         return RemoteTask(task_id=task_id, kind=kind, workflow_id=workflow_id, client=client, result=result)
 
-    def create(client: RunningHubClient):
+    def create(client: RunningHubClient, named: list[NodeOverride]):
         if kind == "ai-app":
-            return client.run_ai_app(workflow_id, entries, instance_type=instance_type)
-        return client.create_task(workflow_id, entries, instance_type=instance_type)
+            return client.run_ai_app(workflow_id, named, instance_type=instance_type)
+        return client.create_task(workflow_id, named, instance_type=instance_type)
+
+    def upload_then_create(client: RunningHubClient):
+        named = uploads.for_key(client, entries)  # the uploads they name, sent with this key too
+        return recorded.recording(lambda c: create(c, named))(client)
 
     while True:
         with recorded.turn(should_stop):
@@ -112,26 +120,42 @@ def run_and_wait(pool: KeyPool | RunningHubClient, *, kind: str, workflow_id: st
             if earlier is None:
                 entries = pool.call_any(lambda client: prepare_overrides(client, kind, workflow_id, overrides),
                                         on_warning=on_warning)
-                lease, handle = pool.submit(recorded.recording(create), should_stop=should_stop,
+                lease, handle = pool.submit(upload_then_create, should_stop=should_stop,
                                             budget_seconds=capacity_budget, on_wait=on_wait, on_warning=on_warning)
                 break
-        reattached = _reattach(pool, earlier, wait, on_wait)
+        reattached = _reattach(pool, earlier, wait, on_reattach)
         if reattached is not None:
             return reattached
     with lease:  # the slot is given back when the task ends, however it ends
         if on_submitted is not None:
             on_submitted(handle.task_id)
-        return wait(lease.client, handle.task_id, handle.state)
+        return wait(lease.client, handle.task_id, handle.state, handle.net_wss_url)
+
+
+def socket_opener(client: RunningHubClient, kind: str, workflow_id: str, task_id: str):
+    """How the wait follows the task's websocket: with the remote workflow (cached), so the
+    executing node is shown by its class name."""
+    return task_socket.opener(client.site, workflow=lambda: _workflow_if_known(client, kind, workflow_id),
+                              label=f"task {task_id}")
+
+
+def _workflow_if_known(client: RunningHubClient, kind: str, workflow_id: str) -> dict | None:
+    if kind != "workflow":
+        return None
+    try:
+        return remote_workflow(client, workflow_id)
+    except RunningHubError as exc:
+        log.info("no remote workflow for the progress of %s (%s)", workflow_id, type(exc).__name__)
+        return None
 
 
 def _reattach(pool: KeyPool, earlier: LedgerEntry, wait: Callable[..., RemoteTask],
-              on_wait: Callable[[str], None] | None) -> RemoteTask | None:
+              on_reattach: Callable[[str], None] | None) -> RemoteTask | None:
     """Wait for (or fetch) the earlier task of the same run, with the key that created it.
     None when RunningHub no longer knows it (a definite answer, recorded as failed: a new
     task is then created and nothing is billed twice)."""
-    if on_wait is not None:
-        on_wait(f"re-attaching to RunningHub task {earlier.task_id} of an earlier run with the same inputs "
-                "and seed (change the seed to run again)")
+    if on_reattach is not None:
+        on_reattach(earlier.task_id)
     try:
         return wait(pool.client_for_task(earlier.task_id, key_hint=earlier.key_hint), earlier.task_id,
                     TaskState.parse(earlier.status))

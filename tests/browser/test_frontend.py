@@ -56,6 +56,11 @@ def save_key(host, profile: str, key: str) -> None:
     assert resp.status_code == 200, resp.text
 
 
+def confirm_delete(page) -> None:
+    """Clicks the confirm dialog's Delete button (front end 1.5x puts an icon glyph before its name)."""
+    page.page.get_by_role("dialog").get_by_role("button", name=re.compile(r"^\W*Delete$")).click()
+
+
 def wait_js(page, script: str, arg=None, timeout: float = 30_000):
     return page.page.wait_for_function(script, arg=arg, timeout=timeout).json_value()
 
@@ -164,13 +169,12 @@ def test_key_set_in_settings_reaches_only_the_credentials_file(fresh, sim, open_
     extra.wait_for()
     assert re.fullmatch(r"k[0-9a-f]{20}", extra.get_attribute("data-key-id"))
     extra.locator(".rh-remove-key").click()
-    page.page.get_by_role("button", name=re.compile("^Delete$")).click()
+    confirm_delete(page)
     extra.wait_for(state="detached")
     assert work.locator(".rh-key").count() == 1
     page.shot("key-removed")
     work.locator(".rh-delete-profile").click()
-    # The confirm dialog's button; front end 1.5x puts an icon glyph before its name.
-    page.page.get_by_role("dialog").get_by_role("button", name=re.compile(r"^\W*Delete$")).click()
+    confirm_delete(page)
     work.wait_for(state="detached")
     page.shot("profile-deleted")
 
@@ -513,3 +517,38 @@ def test_the_template_browser_shows_the_example_with_its_thumbnail(fresh, open_p
     }""", [thumbnail, "RunningHub_upload_run_fetch"])
     assert size == [1030, 240]
     page.shot("template-browser")
+
+
+def test_the_progress_bar_moves_with_the_remote_steps(fresh, sim, open_page):
+    """RH Run Workflow follows the task's websocket: the remote node and its steps show on
+    the node, and the progress bar fills as the remote sampler steps."""
+    sim.configure(run_seconds=8.0, progress_steps=16)
+    save_key(fresh, "default", sim.keys[0])
+    page = open_page(fresh)
+    ids = page.build_graph("""
+        const run = mk('RHRunWorkflow', 300, 0);
+        const fetch = mk('RHFetchOutputs', 300, 380);
+        const save = mk('SaveImage', 750, 0);
+        run.connect(0, fetch, fetch.findInputSlot('task'));
+        fetch.connect(0, save, save.findInputSlot('images'));
+        run.widgets.find(w => w.name === 'workflow_id').value = '%s';
+        return {run: run.id};
+    """ % WORKFLOWS["empty"])
+    page.page.get_by_role("button", name="Run", exact=True).first.click()
+    box = f".rh-status[data-node='{ids['run']}']"
+    bar = page.page.locator(f"{box} .rh-bar")
+    bar.wait_for(state="visible", timeout=60_000)
+    widths = []
+    for _ in range(40):
+        now = page.js("(sel) => Number(document.querySelector(sel)?.getAttribute('aria-valuenow'))", f"{box} .rh-bar")
+        if now and (not widths or now != widths[-1]):
+            widths.append(now)
+            if len(widths) == 2:
+                page.shot("remote-progress")
+        if len(widths) >= 3 or page.page.locator(f"{box}[data-state=SUCCESS]").count():
+            break
+        page.page.wait_for_timeout(250)
+    assert len(widths) >= 3 and widths == sorted(widths), widths
+    assert "EmptyImage #1" in page.page.locator(f"{box} .rh-status-detail").inner_text()
+    page.page.locator(f"{box}[data-state=SUCCESS]").wait_for(timeout=60_000)
+    assert bar.is_hidden()  # the run is over: the bar gives way to the cost

@@ -62,7 +62,7 @@ def test_fingerprint_is_stable_and_tells_runs_apart():
                                                          NodeOverride("2", "text", "a")]).digest()
     for other in (fingerprint(seed=2), fingerprint(value="api/def.png"), fingerprint(instance_type="plus"),
                   fingerprint(account="work"), fingerprint(kind="ai-app"), fingerprint(workflow_id="43"),
-                  fingerprint(site="http://127.0.0.1:2"),
+                  fingerprint(site="http://127.0.0.1:2"), fingerprint(run_index=1),
                   fingerprint(overrides=[NodeOverride("1", "image", "api/abc.png", from_text=True)])):
         assert other.digest() != base.digest()
     assert fingerprint(overrides=[NodeOverride("1", "seed", 1)]).digest() != \

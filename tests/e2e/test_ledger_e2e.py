@@ -72,13 +72,13 @@ def free_cache(host) -> None:
 
 
 def test_a_restart_mid_run_then_requeue_reattaches(host, sim):
-    sim.configure(run_seconds=8)
+    sim.configure(run_seconds=10)
     name, pixels = local_image(host, 31)
     graph = upload_run_fetch(name, WORKFLOWS["invert"], seed=7)
     ws, client_id = host.open_ws()
     host.queue_prompt(graph, client_id=client_id)
     deadline = time.monotonic() + 60
-    while not any(r["status"] == "RUNNING" for r in ledger_rows(host)):  # the create's reply is recorded
+    while not any(r["task_id"] and r["status"] in ("QUEUED", "RUNNING") for r in ledger_rows(host)):  # created
         assert time.monotonic() < deadline, "the remote task never started"
         time.sleep(0.1)
     ws.close()
@@ -116,6 +116,8 @@ def test_a_lost_create_reply_then_requeue_says_the_task_may_exist(host, sim):
     graph["13"]["inputs"]["seed"] = 12  # a new seed asks for a new task on purpose
     assert host.run(graph, timeout=120).status == "success"
     assert sim.count("create") == 3
+    stored = b"".join(p.read_bytes() for p in (host.user_dir / "runninghub").glob("tasks.sqlite3*"))
+    assert stored and sim.keys[0].encode() not in stored  # the ledger (and its WAL) hold the key's last 4 only
 
 
 def test_a_cleared_cache_then_requeue_reuses_the_finished_task(host, sim):
@@ -128,6 +130,10 @@ def test_a_cleared_cache_then_requeue_reuses_the_finished_task(host, sim):
     assert again.status == "success", again.error
     assert executed(again, "13"), "ComfyUI answered from its cache: the ledger was not exercised"
     assert sim.count("create") == 1
+    [task] = sim.tasks()
+    states = [(e.data.get("state"), e.data.get("task_id")) for e in again.events_of("runninghub.status")
+              if e.data["node"] == "13"]
+    assert ("REATTACHED", task["taskId"]) in states and states[-1] == ("SUCCESS", task["taskId"])
     assert [p.tolist() for p in saved_pixels(host, again)] == [p.tolist() for p in saved_pixels(host, first)]
     assert np.array_equal(saved_pixels(host, again)[0][:, :, :3], 255 - pixels)
 

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from support.clients import make_client
-from support.graphs import run_fetch, upload_run_fetch
+from support.graphs import run_fetch, two_image_batch_run_fetch, upload_run_fetch
 from support.pack import pack_module
 from support.simulator import WORKFLOWS, Simulator
 
@@ -193,15 +193,7 @@ def test_fetch_by_task_id_reattaches_without_running_again(host, sim):
 
 
 def test_image_batch_uploads_each_image_and_runs_once_per_image(host, sim):
-    graph = {
-        "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0xFF0000}},
-        "2": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0x00FF00}},
-        "3": {"class_type": "ImageBatch", "inputs": {"image1": ["1", 0], "image2": ["2", 0]}},
-        "11": {"class_type": "RHUpload", "inputs": {"image": ["3", 0], "account": "default"}},
-        "12": {"class_type": "RHNodeOverride", "inputs": {"node_id": "1", "field_name": "image", "value": ["11", 0]}},
-        **run_fetch(WORKFLOWS["invert"], overrides=["12", 0], save_prefix="batch"),
-    }
-    result = host.run(graph, timeout=120)
+    result = host.run(two_image_batch_run_fetch(WORKFLOWS["invert"], save_prefix="batch"), timeout=120)
     assert result.status == "success", result.error
     assert sim.count("upload") == 2 and sim.count("create") == 2
     colours = sorted(tuple(im[0, 0, :3]) for im in saved_pixels(host, result, "15"))

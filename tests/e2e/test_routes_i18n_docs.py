@@ -95,8 +95,8 @@ def test_en_and_zh_have_the_same_ui_strings_and_settings():
 def test_every_string_key_the_front_end_uses_exists():
     source = "\n".join(p.read_text() for p in WEB_JS.rglob("*.js"))
     used = set(re.findall(r'\bt\(\s*"([A-Za-z_.]+)"', source))
-    used |= {f"status.{s}" for s in ("SUBMITTING", "SUBMITTED", "QUEUED", "RUNNING", "SUCCESS", "FAILED", "CANCEL",
-                                          "WAITING")}
+    used |= {f"status.{s}" for s in ("SUBMITTING", "SUBMITTED", "REATTACHED", "QUEUED", "RUNNING", "SUCCESS",
+                                          "FAILED", "CANCEL", "WAITING")}
     used |= {f"picker.columns.{c}" for c in ("node", "classType", "title", "field", "value", "valueType")}
     assert len(used) > 60
     for lang in ("en", "zh"):

@@ -22,8 +22,9 @@ def book(tmp_path):
     return ledger_mod.TaskLedger(tmp_path / "tasks.sqlite3")
 
 
-def run(pool, book, *, seed: int = 1, value: int = 5, **kw):
-    journal = reattach.RunJournal(book, account="default", seed=seed, prompt_id="p", node_id="13")
+def run(pool, book, *, seed: int = 1, value: int = 5, run_index: int = 0, **kw):
+    journal = reattach.RunJournal(book, account="default", seed=seed, prompt_id="p", node_id="13",
+                                  run_index=run_index)
     kw.setdefault("poll_policy", FAST)
     return run_mod.run_and_wait(pool, kind="workflow", workflow_id=WORKFLOWS["noise"], overrides=[seed_override(value)],
                                 journal=journal, **kw)
@@ -37,6 +38,13 @@ def test_a_finished_task_is_fetched_again_and_a_new_seed_creates(sim, book):
     assert sim.count("create") == 1
     assert run(pool, book, seed=2).task_id != first.task_id and sim.count("create") == 2
     assert run(pool, book, value=6).task_id != first.task_id and sim.count("create") == 3
+
+
+def test_equal_items_of_a_list_mapped_run_are_runs_of_their_own(sim, book):
+    pool = make_pool(sim, [0])
+    first, second = run(pool, book, run_index=0), run(pool, book, run_index=1)
+    assert first.task_id != second.task_id and sim.count("create") == 2
+    assert run(pool, book, run_index=1).task_id == second.task_id and sim.count("create") == 2
 
 
 def test_twin_runs_at_once_share_one_task(sim, book):

@@ -84,6 +84,9 @@ const CSS = `
 .rh-state-FAILED, .rh-state-CANCEL { color: var(--error-text, #ff5555); }
 .rh-state-RUNNING { color: #e8b93b; }
 .rh-task { font-family: monospace; user-select: text; }
+.rh-bar { height: 4px; margin: 1px 0 2px; border-radius: 2px; background: var(--border-color, #3a3a3a); overflow: hidden; }
+.rh-bar[hidden] { display: none; }
+.rh-bar-fill { height: 100%; width: 0; background: #e8b93b; transition: width 0.2s linear; }
 `;
 
 export function injectStyle() {

@@ -1,5 +1,7 @@
 // Live status on RH Run Workflow: remote state, elapsed time (ticking between the server's
-// `runninghub.status` events), waiting and warnings while it runs, cost and task id at the end.
+// `runninghub.status` events), the remote node and its steps as a progress bar (from the
+// task's websocket), waiting and warnings while it runs, cost and task id at the end.
+// Every event is the typed status of remote/status.py: nothing is parsed from text.
 // A Run node fed a list runs once per item (a sweep): events then carry `index` and `runs`,
 // and the widget sums the runs up.
 import { api } from "../../../../scripts/api.js";
@@ -10,7 +12,7 @@ import { t } from "./i18n.js";
 
 export const STATUS_EVENT = "runninghub.status";
 const TERMINAL = new Set(["SUCCESS", "FAILED", "CANCEL"]);
-const ORDER = ["FAILED", "CANCEL", "RUNNING", "QUEUED", "SUBMITTED", "SUBMITTING", "WAITING", "SUCCESS"];
+const ORDER = ["FAILED", "CANCEL", "RUNNING", "QUEUED", "SUBMITTED", "REATTACHED", "SUBMITTING", "WAITING", "SUCCESS"];
 const PREVIEW_WIDGET = "$$node-text-preview";
 
 function duration(seconds) {
@@ -39,7 +41,9 @@ export function attachStatusWidget(node) {
   const taskId = h("span", { class: "rh-task" });
   const copy = h("button", { class: "rh-btn rh-btn-small rh-copy", type: "button", hidden: true }, t("status.copy"));
   const taskLine = h("div", { class: "rh-line rh-status-task" }, taskId, " ", copy);
-  const box = h("div", { class: "rh-widget rh-status" }, line, detail, taskLine);
+  const fill = h("div", { class: "rh-bar-fill" });
+  const bar = h("div", { class: "rh-bar", role: "progressbar", "aria-valuemin": "0", hidden: true }, fill);
+  const box = h("div", { class: "rh-widget rh-status" }, line, detail, bar, taskLine);
   copy.addEventListener("click", async () => {
     const ids = [...(node.rhStatus?.runs.values() ?? [])].map((r) => r.data.task_id).filter(Boolean);
     if (!ids.length) return;
@@ -52,10 +56,10 @@ export function attachStatusWidget(node) {
   });
   const widget = node.addDOMWidget("rh_status", "rh-status", box, {
     serialize: false, hideOnZoom: true, getValue: () => "", setValue: () => {}, margin: 4,
-    getMinHeight: () => 58, getMaxHeight: () => 58,
+    getMinHeight: () => 64, getMaxHeight: () => 64,
   });
   widget.serialize = false;
-  node.rhStatus = { box, line, detail, taskId, copy, runs: new Map(), total: 0, error: null, warning: null };
+  node.rhStatus = { box, line, detail, taskId, copy, bar, fill, runs: new Map(), total: 0, error: null, warning: null };
   const onAdded = node.onAdded;
   node.onAdded = function (...args) {
     onAdded?.apply(this, args);
@@ -74,6 +78,34 @@ function withState(text, span) {
   return text.split("\u0000").flatMap((part, i) => (i ? [span, part] : [part]));
 }
 
+/** `KSampler #3 · 12/20 · nodes 2/5`: the remote node of a running run, from its socket. */
+function remoteText(remote) {
+  if (!remote) return "";
+  const parts = [];
+  if (remote.node_id != null) parts.push(`${remote.node_class ?? t("status.node")} #${remote.node_id}`);
+  if (remote.value != null && remote.max) parts.push(`${remote.value}/${remote.max}`);
+  if (remote.nodes_total) parts.push(t("status.nodes", { done: Math.min(remote.nodes_done, remote.nodes_total), total: remote.nodes_total }));
+  return parts.join(" · ");
+}
+
+/** 0..1 of one run: the remote node's steps while it reports them. */
+function fractionOf(run) {
+  const r = run.data.remote;
+  if (TERMINAL.has(run.data.state)) return 1;
+  return isLive(run) && r && r.value != null && r.max ? Math.min(1, r.value / r.max) : 0;
+}
+
+/** The bar: shown while a run reports steps; the runs' mean fraction. */
+function renderBar(s, runs) {
+  const stepping = runs.some((run) => isLive(run) && run.data.remote?.max);
+  s.bar.hidden = !stepping;
+  if (!stepping) return;
+  const value = runs.reduce((sum, run) => sum + fractionOf(run), 0) / runs.length;
+  s.fill.style.width = `${Math.round(value * 100)}%`;
+  s.bar.setAttribute("aria-valuenow", String(Math.round(value * 100)));
+  s.bar.setAttribute("aria-valuemax", "100");
+}
+
 function render(node) {
   const s = node.rhStatus;
   if (!s) return;
@@ -85,6 +117,7 @@ function render(node) {
     s.detail.textContent = "";
     s.taskId.textContent = "";
     s.copy.hidden = true;
+    s.bar.hidden = true;
     return;
   }
   const details = [];
@@ -95,7 +128,7 @@ function render(node) {
     state = d.state;
     const { elapsed, phase } = elapsedOf(run);
     s.line.replaceChildren(...withState(t("status.line", { state: "\u0000", elapsed: duration(elapsed) }), stateSpan(state)));
-    if (d.queue_position != null) details.push(t("status.queuePosition", { position: d.queue_position }));
+    if (isLive(run) && d.remote) details.push(remoteText(d.remote));
     if (isLive(run) && phase != null && (state === "QUEUED" || state === "RUNNING") && elapsed - phase >= 1) {
       details.push(t("status.phase", { state: stateLabel(state), phase: duration(phase) }));  // after a queued phase
     }
@@ -110,11 +143,14 @@ function render(node) {
       .map(([st, n]) => t("status.count", { n, state: stateLabel(st) })).join(" · ");
     const longest = Math.max(...runs.map((run) => elapsedOf(run).elapsed));
     s.line.replaceChildren(t("status.sweep", { runs: Math.max(s.total, runs.length), summary, elapsed: duration(longest) }));
+    const remotes = runs.map((run, i) => (isLive(run) && run.data.remote ? `#${i + 1} ${remoteText(run.data.remote)}` : ""));
+    details.push(...remotes.filter(Boolean));
     const costs = runs.map((run) => run.data.cost).filter(Boolean);
     if (costs.length) details.push(t("status.costs", { costs: costs.join("; ") }));
     const ids = runs.map((run) => run.data.task_id).filter(Boolean);
     s.taskId.textContent = ids.length ? t("status.tasks", { ids: ids.join(", ") }) : "";
   }
+  renderBar(s, runs);
   if (s.warning) details.push(`⚠ ${s.warning}`);
   if (s.error) details.push(s.error);
   s.box.dataset.state = state;
@@ -141,7 +177,7 @@ function update(node, data) {
   }
   const now = performance.now();
   const previous = s.runs.get(index);
-  const merged = data.state === "SUBMITTING" ? { elapsed: 0, ...data } : { ...(previous?.data ?? {}), ...data };
+  const merged = data.state === "SUBMITTING" ? { ...data, elapsed: data.elapsed ?? 0 } : { ...(previous?.data ?? {}), ...data };
   if (data.elapsed == null && previous && previous.data.elapsed != null && isLive(previous)) {
     merged.elapsed = previous.data.elapsed + (now - previous.receivedAt) / 1000;
   }
@@ -211,10 +247,9 @@ export function setupStatus() {
   }, 1000);
 }
 
-/** RH Run Workflow's own output (`ui.text`): the final summary, also for cached results. */
+/** RH Run Workflow's own output (`ui.rh_status`: the final typed status), also for cached results. */
 export function onRunExecuted(node, output) {
-  const summary = output?.text?.[0];
-  if (!summary || !node.rhStatus || node.rhStatus.runs.size) return;
-  const match = /task (\d+)/.exec(summary);
-  update(node, { state: "SUCCESS", task_id: match?.[1], line: summary });
+  const status = output?.rh_status?.[0];
+  if (!status || !node.rhStatus || node.rhStatus.runs.size) return;
+  update(node, { ...status, index: 0 });
 }

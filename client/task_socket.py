@@ -1,0 +1,218 @@
+"""Following a task's websocket (`netWssUrl`) in the background: progress and an early
+"it ended" hint for the wait (client/polling.py).
+
+`TaskSocket.open(url, site, workflow)` checks the address and starts a daemon thread that
+runs aiohttp's websocket client (in every ComfyUI install; imported only here, lazily)
+and folds each message into a `RemoteProgress` (client/remote_progress.py). The wait
+reads `progress`, sleeps on `wait_for_news`, and `close()`s it when it ends.
+
+- **The address is hostile**: only `ws`/`wss`, only to the site's own host name (the
+  custom base URL's host), `wss` when the site is https, no user info. It may carry tokens
+  in its query: logs show `describe_url` (scheme, host and path) only.
+- **Drops**: a dropped socket is reconnected at most `RECONNECTS` times with backoff, then
+  given up quietly: the wait polls on its own schedule (`healthy` turns false).
+- **Stops**: the thread inherits the run's stop (client/stop.py, a context variable) and
+  ends within `stop.TICK` of it, or of `close()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import logging
+import threading
+from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
+
+from .redact import scrub
+from .remote_progress import RemoteProgress, follow, start
+from .sites import Site
+from .stop import stop_requested
+
+log = logging.getLogger("runninghub_bridge.client")
+
+RECONNECTS = 3
+RECONNECT_DELAYS = (0.5, 1.0, 2.0)
+CONNECT_TIMEOUT = 5.0
+MAX_MESSAGE = 1 << 20  # bytes of one message
+MAX_URL = 2048
+CHECK_EVERY = 0.05  # seconds between checks of the stop while reading
+
+
+def describe_url(url: Any) -> str:
+    """`scheme://host/path` of an address, without its query (which may hold tokens) and
+    with any key in its path hidden (`/proxy/<key>` addresses carry one)."""
+    try:
+        parts = urlsplit(str(url)[:MAX_URL])
+        return scrub(f"{parts.scheme}://{parts.hostname or '?'}{parts.path[:80]}")
+    except ValueError:
+        return "(unreadable address)"
+
+
+def checked_url(url: Any, site: Site) -> str | None:
+    """`url` when the pack may connect to it for `site`, else None (logged, scrubbed)."""
+    if not isinstance(url, str) or not url or len(url) > MAX_URL or any(c.isspace() for c in url):
+        return None
+    try:
+        parts, home = urlsplit(url), urlsplit(site.base_url)
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        return None
+    allowed = {"https": ("wss",), "http": ("ws", "wss")}.get(home.scheme, ())
+    if parts.scheme not in allowed or parts.username or parts.password or not parts.hostname \
+            or parts.hostname != (home.hostname or ""):
+        log.warning("ignoring a task socket address for another host or scheme: %s", describe_url(url))
+        return None
+    return url
+
+
+class TaskSocket:
+    """One task's websocket, followed in a thread of its own."""
+
+    def __init__(self, url: str, workflow: Mapping[str, Any] | None = None, *, label: str = ""):
+        self.url, self.workflow, self.label = url, workflow, label or describe_url(url)
+        self._progress = start(workflow)
+        self._lock = threading.Lock()
+        self._news = threading.Event()
+        self._closed = threading.Event()
+        self._connected = False
+        self._gave_up = False
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def open(cls, url: Any, site: Site, workflow: Mapping[str, Any] | None = None, *,
+             label: str = "") -> "TaskSocket | None":
+        """A started socket follower, or None when `url` is not one to connect to."""
+        checked = checked_url(url, site)
+        if checked is None:
+            return None
+        socket = cls(checked, workflow, label=label)
+        socket._thread = threading.Thread(target=contextvars.copy_context().run, args=(socket._run,),
+                                          name="rh-task-socket", daemon=True)
+        socket._thread.start()
+        return socket
+
+    # -- what the wait reads -----------------------------------------------------------------
+
+    @property
+    def progress(self) -> RemoteProgress:
+        with self._lock:
+            return self._progress
+
+    @property
+    def healthy(self) -> bool:
+        """Connected and heard from: the wait may poll at its heartbeat only."""
+        with self._lock:
+            return self._connected and self._progress.messages > 0 and self._progress.ended is None
+
+    @property
+    def gave_up(self) -> bool:
+        return self._gave_up
+
+    def wait_for_news(self, timeout: float) -> bool:
+        """Sleep up to `timeout` s; True (at once) when a message came since the last call."""
+        news = self._news.wait(timeout)
+        self._news.clear()
+        return news
+
+    def close(self, timeout: float = 1.0) -> None:
+        self._closed.set()
+        self._news.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    # -- the thread --------------------------------------------------------------------------
+
+    def _stopping(self) -> bool:
+        return self._closed.is_set() or stop_requested()
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._follow())
+        except Exception as exc:  # never let the follower take the run down
+            log.warning("task socket %s failed (%s); polling instead", self.label, type(exc).__name__)
+        finally:
+            self._set_connected(False)
+            self._news.set()
+
+    async def _follow(self) -> None:
+        import aiohttp
+
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT, sock_read=None)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            for attempt in range(RECONNECTS + 1):
+                if attempt and not await self._pause(RECONNECT_DELAYS[min(attempt, len(RECONNECT_DELAYS)) - 1]):
+                    return
+                if await self._session(session, aiohttp) or self._stopping():
+                    return
+                log.info("task socket %s dropped (attempt %d of %d)", self.label, attempt + 1, RECONNECTS + 1)
+        self._gave_up = True
+        log.info("task socket %s: giving up, polling instead", self.label)
+
+    async def _session(self, session, aiohttp) -> bool:
+        """One connection; True when there is nothing more to hear (the task ended, or stop)."""
+        try:
+            async with session.ws_connect(self.url, max_msg_size=MAX_MESSAGE, heartbeat=20.0,
+                                          autoclose=True, autoping=True) as ws:
+                self._set_connected(True)
+                return await self._read(ws, aiohttp)
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
+            log.debug("task socket %s: %s", self.label, type(exc).__name__)
+            return False
+        finally:
+            self._set_connected(False)
+
+    async def _read(self, ws, aiohttp) -> bool:
+        reader = asyncio.ensure_future(ws.receive())
+        try:
+            while True:
+                done, _ = await asyncio.wait({reader}, timeout=CHECK_EVERY)
+                if self._stopping():
+                    return True
+                if not done:
+                    continue
+                msg = reader.result()
+                if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED,
+                                aiohttp.WSMsgType.ERROR):
+                    return self.progress.ended is not None
+                if msg.type == aiohttp.WSMsgType.TEXT and self._take(msg.data):
+                    return True
+                reader = asyncio.ensure_future(ws.receive())
+        finally:
+            reader.cancel()
+
+    def _take(self, text: str) -> bool:
+        """Fold one text message in; True once the remote says the prompt is over."""
+        try:
+            msg = json.loads(text)
+        except ValueError:
+            return False
+        with self._lock:
+            self._progress = follow(self._progress, msg, self.workflow)
+            ended = self._progress.ended is not None and self._progress.node_id is None
+        self._news.set()
+        return ended
+
+    async def _pause(self, seconds: float) -> bool:
+        """Sleep `seconds` in slices; False when stopped meanwhile."""
+        left = seconds
+        while left > 0:
+            if self._stopping():
+                return False
+            await asyncio.sleep(min(CHECK_EVERY, left))
+            left -= CHECK_EVERY
+        return not self._stopping()
+
+    def _set_connected(self, connected: bool) -> None:
+        with self._lock:
+            self._connected = connected
+
+
+def opener(site: Site, *, workflow: Callable[[], Mapping[str, Any] | None] = lambda: None,
+           label: str = "") -> Callable[[str], "TaskSocket | None"]:
+    """`open_socket` for client/polling.wait_for_task: follows an address for `site`, with
+    the remote workflow (fetched only when a socket opens) naming the nodes."""
+    def open_socket(url: str) -> TaskSocket | None:
+        return TaskSocket.open(url, site, workflow(), label=label)
+    return open_socket
