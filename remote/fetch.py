@@ -31,8 +31,8 @@ from typing import Callable
 
 from ..client.api import RunningHubClient
 from ..client.downloads import download_to
-from ..client.errors import DownloadError
 from ..client import task_socket
+from ..client.errors import DownloadError, WaitInterrupted
 from ..client.polling import PollPolicy, TaskProgress, wait_for_task
 from ..client.records import TaskOutput, TaskResult
 from ..client.stop import stop_when
@@ -277,7 +277,7 @@ def _download_and_decode(client: RunningHubClient, task_id: str, fetched: Fetche
                     raise
         if stream is not None:
             decoded, stream = stream.finish(), None
-    except DownloadError:
+    except (DownloadError, WaitInterrupted):  # a stop is no decoding error
         raise
     except Exception as exc:
         if stream is None or not images:

@@ -79,6 +79,17 @@ def test_503_bursts_and_resets_mid_run_are_ridden_out_with_one_create(host, sim)
     assert "not answering, still waiting" in texts
 
 
+def test_an_interrupt_ends_a_trickling_download(host, sim):
+    sim.configure(run_seconds=0.2)
+    sim.fault("files", "slow_body", count=10, chunk=1, delay=1.0)  # one byte a second
+    hook, sent = interrupt_after(host, "14", 1.0)  # RH Fetch Outputs is downloading by then
+    result = host.run(run_fetch(WORKFLOWS["empty"]), timeout=120, on_event=hook)
+    assert sent and result.status == "interrupted", (result.error or {}).get("exception_message")
+    ended = next(e.t for e in result.events if e.type == "execution_interrupted")
+    interrupted_at = sent[0] - time.time() + time.monotonic()  # the same moment, on the events' clock
+    assert ended - interrupted_at < 2.0  # it held the node 34 s before
+
+
 def wait_for_running_task(sim, timeout: float = 60) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
