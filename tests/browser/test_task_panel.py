@@ -7,6 +7,7 @@ Screenshots of every step: artifacts/browser/<test>/NN-<step>.png.
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -17,8 +18,12 @@ from support.simulator import WORKFLOWS
 
 pytestmark = pytest.mark.browser
 
-# Front end 1.32 marks the sidebar button with a class, 1.58 with a test id.
-TAB_BUTTON = ".runninghub-tasks-tab-button, [data-testid=runninghub-tasks-tab-button]"
+
+
+def open_panel(page) -> None:
+    """Clicks the sidebar tab's button, found by its accessible name: front end 1.32 names it
+    by the tooltip ("RunningHub tasks: ..."; "RunningHub 任务..." in zh), 1.4x on by its label."""
+    page.page.get_by_role("button", name=re.compile(r"^RunningHub\b")).first.click()
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +53,7 @@ def test_the_panel_lists_runs_cancels_a_running_task_and_loads_a_finished_ones_o
     page = open_page(host)
     lists = []
     page.page.on("request", lambda r: r.url.split("?")[0].endswith("/runninghub/tasks") and lists.append(r.url))
-    page.page.locator(TAB_BUTTON).click()
+    open_panel(page)
     page.page.locator(".rh-tasks").wait_for()
     assert page.page.locator(".rh-tasks h3").inner_text() == "RunningHub tasks"
     page.page.wait_for_timeout(3000)
@@ -104,7 +109,7 @@ def test_the_panel_lists_runs_cancels_a_running_task_and_loads_a_finished_ones_o
 
 def test_the_panel_speaks_chinese(host, sim_clean, open_page):
     page = open_page(host, locale="zh", browser_locale="zh-CN")
-    page.page.locator(TAB_BUTTON).click()
+    open_panel(page)
     page.page.locator(".rh-tasks").wait_for()
     assert page.page.locator(".rh-tasks h3").inner_text() == "RunningHub 任务"
     assert "种子" in page.page.locator(".rh-tasks").inner_text()
