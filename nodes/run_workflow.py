@@ -90,8 +90,8 @@ class RHRunWorkflow(io.ComfyNode):
             sweep.show(index, RunStatus("SUBMITTED", f"RunningHub task {task_id}: submitted", task_id=task_id))
 
         def on_reattach(task_id: str) -> None:
-            sweep.show(index, f"RunningHub task {task_id}: re-attached (same inputs and seed as an earlier run; "
-                              "change the seed to run again)", 1, {"task_id": task_id, "state": "REATTACHED"})
+            sweep.show(index, RunStatus("REATTACHED", f"RunningHub task {task_id}: re-attached (same inputs and seed "
+                                                      "as an earlier run; change the seed to run again)", task_id=task_id))
 
         def on_wait(text: str) -> None:
             sweep.show(index, RunStatus("WAITING", text[:1].upper() + text[1:]))
