@@ -30,6 +30,7 @@ class Sweep:
         self._loop = asyncio.get_running_loop()  # the prompt's: progress is set there
         self._lock = threading.Lock()
         self._runs: dict[int, RunStatus] = {}
+        self._fractions: dict[int, float] = {}  # each run's bar: the furthest it got (never back)
         self._warnings: list[str] = []
         self._bar: int | None = None
         self.failed: str | None = None
@@ -39,9 +40,10 @@ class Sweep:
         with self._lock:
             if status.state != "WARNING":
                 self._runs[index] = status
+                self._fractions[index] = max(self._fractions.get(index, 0.0), status.fraction())
             text = self._text_locked()
             runs, warnings = len(self._runs), tuple(self._warnings)
-            bar = round(BAR_PER_RUN * sum(run.fraction() for run in self._runs.values()))
+            bar = round(BAR_PER_RUN * sum(self._fractions.values()))
             bar_changed, self._bar = bar != self._bar, bar
         comfy.send_status(self.node_id, status, text=text, index=index, runs=runs, warnings=warnings)
         if bar_changed or status.finished:
