@@ -1,6 +1,6 @@
-"""Every benchmark in one run (`make bench`): chain_overhead, notice_latency, fanout and
-fetch_decode against one simulator on loopback and one real ComfyUI with the pack (a
-pool of 4 keys × 2 slots). Prints one `BENCH ...` line per benchmark with its table, then
+"""Every benchmark in one run (`make bench`): chain_overhead, notice_latency, fanout,
+fetch_decode and cancel_latency against one simulator on loopback and one real ComfyUI
+with the pack (a pool of 4 keys × 2 slots). Prints one `BENCH ...` line per benchmark with its table, then
 a summary. Nothing passes or fails on time; a benchmark that breaks is reported and the
 others still run (exit status 1 then).
 
@@ -14,13 +14,14 @@ import sys
 import time
 import traceback
 
+import cancel_latency
 import chain_overhead
 import fanout
 import fetch_decode
 import notice_latency
 from common import bench_simulator, comfy_with_pack, machine
 
-NAMES = ["chain_overhead", "notice_latency", "fanout", "fetch_decode"]
+NAMES = ["chain_overhead", "notice_latency", "fanout", "fetch_decode", "cancel_latency"]
 
 
 def main() -> int:
@@ -47,6 +48,8 @@ def main() -> int:
                         lines[name] = notice_latency.run(sim, host, long_seconds=args.long_seconds)
                     elif name == "fanout":
                         lines[name] = fanout.run(sim, host)
+                    elif name == "cancel_latency":
+                        lines[name] = cancel_latency.run(sim, host)
                     else:
                         lines[name] = fetch_decode.run(sim)
                 except Exception:  # noqa: BLE001 - report and go on with the others

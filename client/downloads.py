@@ -60,9 +60,10 @@ def check_url(url: str, site: Site, *, task_id: str | None = None, resolve: Reso
         raise DownloadError(f"RunningHub returned an output URL that is not http(s): {url[:120]!r}{where}",
                             task_id=task_id, site=site.name)
     host = parsed.hostname
-    if _is_site_host(host, site):
+    resolve = resolve or system_resolver
+    if _is_site_host(host, site, resolve):
         return url
-    bad = [a for a in _addresses(host, resolve or system_resolver) if not _is_global(a)]
+    bad = [a for a in _addresses(host, resolve) if not _is_global(a)]
     if bad:
         raise DownloadError(f"Refusing to download an output from {host} ({bad[0]} is a local, private or reserved "
                             f"address){where}: RunningHub's output links point at public hosts.",
@@ -76,20 +77,35 @@ def check_peer(resp: requests.Response, site: Site, *, task_id: str | None = Non
     moment later for the connection (DNS rebinding); this closes that gap. Skipped when a
     proxy made the connection (the proxy resolved the name, not us)."""
     host = urlparse(resp.url).hostname or ""
-    if _is_site_host(host, site) or requests.utils.select_proxy(resp.url, requests.utils.get_environ_proxies(resp.url)):
+    if requests.utils.select_proxy(resp.url, requests.utils.get_environ_proxies(resp.url)):
         return
     sock = getattr(getattr(resp.raw, "connection", None), "sock", None)
     if sock is None:
         return  # nothing connected (an already finished body); there is nothing left to read
     peer = ipaddress.ip_address(sock.getpeername()[0].split("%", 1)[0])
-    if not _is_global(peer):
+    if not _is_global(peer) and peer not in _site_addresses(site, system_resolver):
         raise DownloadError(f"Refusing to download an output from {host}: it resolved to {peer}, a local or private "
                             "address, when connecting (the name's address changed after it was checked).",
                             task_id=task_id, site=site.name)
 
 
-def _is_site_host(host: str, site: Site) -> bool:
-    return site.name == "custom" and host.lower() == (urlparse(site.base_url).hostname or "").lower()
+def _is_site_host(host: str, site: Site, resolve: Resolver) -> bool:
+    """The custom base URL's own host: its name, or a name or address all of whose addresses
+    are the base host's (`localhost` and `127.0.0.1` then name the same simulator or proxy,
+    which serves its files under the address it is bound to)."""
+    if site.name != "custom":
+        return False
+    if host.lower() == (urlparse(site.base_url).hostname or "").lower():
+        return True
+    addresses = _addresses(host, resolve)
+    return bool(addresses) and set(addresses) <= _site_addresses(site, resolve)
+
+
+def _site_addresses(site: Site, resolve: Resolver) -> set[ipaddress._BaseAddress]:
+    """The addresses of a custom base URL's host (none for cn and ai)."""
+    if site.name != "custom":
+        return set()
+    return set(_addresses(urlparse(site.base_url).hostname or "", resolve))
 
 
 def _addresses(host: str, resolve: Resolver) -> list[ipaddress._BaseAddress]:

@@ -30,7 +30,7 @@ socket never decides the outcome: the outputs reply does.
 Stopping: the wait checks the run's stop (client/stop.py) every `tick`, also inside the
 transport's own backoff; when it turns true the task is cancelled exactly once (or left
 running when the process shuts down with that setting). While it waits, the task is in
-`waiting.WAITING`, so shutdown knows when every wait has ended.
+`inflight.IN_FLIGHT`, so shutdown knows when every wait has ended.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from .records import TaskResult, TaskState
 from .remote_progress import RemoteProgress
 from .retry import RetryPolicy
 from .stop import TICK, shielded, stop_requested, stop_when, tasks_left_running
-from .waiting import WAITING
+from .inflight import IN_FLIGHT
 
 if TYPE_CHECKING:
     from .task_socket import TaskSocket
@@ -151,7 +151,7 @@ def wait_for_task(client: RunningHubClient, task_id: str, *, initial_state: Task
 
     `open_socket(url)` starts following the task's websocket (None: do not follow it);
     `net_wss_url` is the one the create reply gave, if any."""
-    with stop_when(should_stop), WAITING.on(task_id, client.site.host):
+    with stop_when(should_stop), IN_FLIGHT.on(f"task {task_id} on {client.site.host}"):
         wait = _Wait(client, task_id, initial_state, policy or PollPolicy(), on_progress, clock, sleep,
                      run_time_key, run_times)
         wait.open_socket = open_socket

@@ -46,6 +46,7 @@ from .credentials import ApiKey
 from .errors import (AuthError, CapacityError, InsufficientFundsError, RunningHubError, TaskNotFoundError,
                      WaitInterrupted)
 from .sites import Site
+from .stop import TICK
 
 log = logging.getLogger("runninghub_bridge.client")
 T = TypeVar("T")
@@ -152,7 +153,7 @@ class KeyPool:
     def __init__(self, site: Site, keys: Sequence[ApiKey], *, client_factory: Callable[[ApiKey], RunningHubClient],
                  concurrency: int = DEFAULT_KEY_CONCURRENCY, probe_account: bool = True,
                  cooldown_first: float = 1.0, cooldown_max: float = 15.0, relearn_after: float = 600.0,
-                 readmit_after: float = 600.0, tick: float = 0.25, tell_every: float = 1.0,
+                 readmit_after: float = 600.0, tick: float = TICK, tell_every: float = 1.0,
                  clock: Callable[[], float] = time.monotonic):
         if not keys:
             raise ValueError("a key pool needs at least one key")

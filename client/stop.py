@@ -13,7 +13,11 @@ import threading
 import time
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Callable, Iterator
+from typing import Callable, Iterator, TypeVar
+
+from .inflight import IN_FLIGHT
+
+T = TypeVar("T")
 
 TICK = 0.2  # every wait checks the stop at least this often
 
@@ -46,6 +50,14 @@ def stop_when(should_stop: Callable[[], bool] | None) -> Iterator[None]:
         yield
     finally:
         _current.reset(token)
+
+
+def run_with_stop(should_stop: Callable[[], bool] | None, call: Callable[..., T], /, *args, **kwargs) -> T:
+    """`call(*args, **kwargs)` with `should_stop` as the stop of everything it waits on.
+    It counts among the runs shutdown waits for (client/inflight.py) from its first line:
+    a create still in flight when ComfyUI is stopped gets its task cancelled too."""
+    with stop_when(should_stop), IN_FLIGHT.on(f"a run of {getattr(call, '__name__', 'the pack')}"):
+        return call(*args, **kwargs)
 
 
 @contextmanager

@@ -14,10 +14,13 @@ class RunningHubExtension(ComfyExtension):
     """Lists every node of the pack; the one registration table."""
 
     async def on_load(self) -> None:
-        """Registers the pack's HTTP routes (settings dialog, field picker); idempotent."""
+        """Registers the pack's HTTP routes (settings dialog, field picker) and its
+        shutdown handler (cancels the remote tasks on Ctrl+C / SIGTERM); idempotent."""
+        from ..host import shutdown
         from ..host.routes import register_routes
 
         register_routes()
+        shutdown.install()
 
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         # ComfyUI 0.3.75 never calls on_load; 0.33.0 calls it just before this. Registering here

@@ -21,6 +21,7 @@ from comfy_api.latest import io
 
 from ..client.errors import RunningHubError, WaitInterrupted
 from ..client.polling import PollPolicy, TaskProgress, with_budgets
+from ..client.stop import run_with_stop
 from ..host import accounts, comfy, tasks
 from ..remote.run import RemoteTask, run_and_wait
 from .sockets import CATEGORY, RH_OVERRIDES, RH_TASK, account_input
@@ -99,10 +100,11 @@ class RHRunWorkflow(io.ComfyNode):
         sweep.show(index, RunStatus("SUBMITTING", f"Submitting {kind} {workflow_id} on {acct.site.host} "
                                                   f"({pool.describe()})…"))
         call = functools.partial(
-            run_and_wait, pool, kind=kind, workflow_id=workflow_id, overrides=list(overrides or ()),
-            instance_type=instance_type, poll_policy=policy, should_stop=should_stop, on_progress=on_progress,
-            on_submitted=on_submitted, on_wait=on_wait, on_warning=lambda text: sweep.warn(index, text),
-            journal=tasks.journal(acct, seed, prompt_id, node_id, index), on_reattach=on_reattach)
+            run_with_stop, should_stop, run_and_wait, pool, kind=kind, workflow_id=workflow_id,
+            overrides=list(overrides or ()), instance_type=instance_type, poll_policy=policy, should_stop=should_stop,
+            on_progress=on_progress, on_submitted=on_submitted, on_wait=on_wait,
+            on_warning=lambda text: sweep.warn(index, text), journal=tasks.journal(acct, seed, prompt_id, node_id, index),
+            on_reattach=on_reattach)
         try:
             task: RemoteTask = await asyncio.get_running_loop().run_in_executor(
                 _RUNNERS, contextvars.copy_context().run, call)

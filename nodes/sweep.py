@@ -13,6 +13,7 @@ import asyncio
 import threading
 from collections import OrderedDict
 
+from ..client.stop import shutting_down
 from ..host import comfy
 from ..remote.status import RunStatus
 
@@ -93,14 +94,14 @@ def remembered(table: OrderedDict, key, make):
 
 
 def stop_for(prompt_id: str | None, sweep: Sweep, abandoned: threading.Event):
-    """should_stop for one run: an interrupt of its prompt, a failed sibling, or ComfyUI
-    abandoning the call (another node failed, so the prompt ends and cancels what is still
+    """should_stop for one run: an interrupt of its prompt, a failed sibling, shutdown, or
+    ComfyUI abandoning the call (another node failed, so the prompt ends and cancels what is still
     pending). ComfyUI clears its interrupt flag when the first run raises it, so the prompt
     keeps its own."""
     interrupted = threading.Event() if prompt_id is None else remembered(_interrupted, prompt_id, threading.Event)
 
     def should_stop() -> bool:
-        if interrupted.is_set() or abandoned.is_set():
+        if interrupted.is_set() or abandoned.is_set() or shutting_down():
             return True
         if comfy.interrupt_requested():
             interrupted.set()

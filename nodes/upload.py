@@ -7,6 +7,8 @@ import asyncio
 
 from comfy_api.latest import io
 
+from ..client.errors import WaitInterrupted
+from ..client.stop import run_with_stop
 from ..host import accounts, comfy
 from ..remote.uploads import PendingUpload, upload_all
 from .sockets import CATEGORY, account_input
@@ -77,5 +79,9 @@ class RHUpload(io.ComfyNode):
     async def execute(cls, image=None, mask=None, audio=None, video=None, account: str = "default") -> io.NodeOutput:
         items = await asyncio.to_thread(_pending_uploads, image, mask, audio, video)
         client = accounts.client_for(accounts.account_for(account))
-        names = await asyncio.to_thread(upload_all, client, items)
+        try:
+            names = await asyncio.to_thread(run_with_stop, comfy.interrupt_requested, upload_all, client, items)
+        except WaitInterrupted:
+            comfy.raise_interrupt()
+            raise
         return io.NodeOutput(names)

@@ -13,6 +13,7 @@ sent with that key too (once per key and content) and the overrides name what it
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import logging
 import threading
@@ -108,6 +109,7 @@ def upload_all(client: RunningHubClient, items: list[PendingUpload], *, parallel
         names = [upload_once(client, it) for it in distinct]
     else:
         with ThreadPoolExecutor(max_workers=min(parallel, len(distinct)), thread_name_prefix="rh-upload") as pool:
-            names = list(pool.map(lambda it: upload_once(client, it), distinct))
+            runs = [contextvars.copy_context() for _ in distinct]  # each carries the run's stop
+            names = list(pool.map(lambda run, it: run.run(upload_once, client, it), runs, distinct))
     by_digest = dict(zip(unique.keys(), names))
     return [by_digest[hashlib.sha256(it.data).hexdigest()] for it in items]

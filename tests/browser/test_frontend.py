@@ -56,6 +56,11 @@ def save_key(host, profile: str, key: str) -> None:
     assert resp.status_code == 200, resp.text
 
 
+def confirm_delete(page) -> None:
+    """Clicks the confirm dialog's Delete button (front end 1.5x puts an icon glyph before its name)."""
+    page.page.get_by_role("dialog").get_by_role("button", name=re.compile(r"^\W*Delete$")).click()
+
+
 def wait_js(page, script: str, arg=None, timeout: float = 30_000):
     return page.page.wait_for_function(script, arg=arg, timeout=timeout).json_value()
 
@@ -164,13 +169,12 @@ def test_key_set_in_settings_reaches_only_the_credentials_file(fresh, sim, open_
     extra.wait_for()
     assert re.fullmatch(r"k[0-9a-f]{20}", extra.get_attribute("data-key-id"))
     extra.locator(".rh-remove-key").click()
-    page.page.get_by_role("button", name=re.compile("^Delete$")).click()
+    confirm_delete(page)
     extra.wait_for(state="detached")
     assert work.locator(".rh-key").count() == 1
     page.shot("key-removed")
     work.locator(".rh-delete-profile").click()
-    # The confirm dialog's button; front end 1.5x puts an icon glyph before its name.
-    page.page.get_by_role("dialog").get_by_role("button", name=re.compile(r"^\W*Delete$")).click()
+    confirm_delete(page)
     work.wait_for(state="detached")
     page.shot("profile-deleted")
 

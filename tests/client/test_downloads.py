@@ -48,7 +48,7 @@ def test_a_stop_ends_a_trickling_download_at_once(client, sim, output_url):
     started = time.monotonic()
     with stop.stop_when(stop_after(0.5)), pytest.raises(errors.WaitInterrupted):
         download(client, output_url)
-    assert time.monotonic() - started < 0.5 + 1.0
+    assert time.monotonic() - started < 0.5 + 2.0  # generous on a loaded machine; it held 30+ s before
 
 
 def test_the_deadline_holds_inside_the_body(client, sim, output_url):
@@ -56,7 +56,7 @@ def test_the_deadline_holds_inside_the_body(client, sim, output_url):
     started = time.monotonic()
     with pytest.raises(errors.DownloadError, match="limit is 2 s"):
         download(client, output_url, timeouts=transport.Timeouts(connect=2, read=5, deadline=2.0))
-    assert time.monotonic() - started < 2.0 + 1.0
+    assert time.monotonic() - started < 2.0 + 2.0
 
 
 @pytest.mark.parametrize("encoding", ["gzip", "deflate"])

@@ -33,7 +33,7 @@ def test_a_stop_cuts_short_the_transports_retry_after_wait(client, sim):
     started = time.monotonic()
     with stop.stop_when(stop_after(0.3)), pytest.raises(errors.WaitInterrupted):
         client.outputs(handle.task_id)
-    assert time.monotonic() - started < 0.3 + 1.0
+    assert time.monotonic() - started < 0.3 + 2.0  # generous on a loaded machine; it slept 10 s before
 
 
 @pytest.mark.parametrize("fault", [dict(kind="http_error", status=503), dict(kind="http_error", status=429),
@@ -66,7 +66,7 @@ def test_a_stop_during_an_outage_cancels_the_task_once(client, sim):
     started = time.monotonic()
     with pytest.raises(errors.WaitInterrupted, match="cancelled"):
         polling.wait_for_task(client, handle.task_id, policy=FAST, should_stop=stop_after(0.5))
-    assert time.monotonic() - started < 0.5 + 1.0
+    assert time.monotonic() - started < 0.5 + 2.0
     assert sim.count("cancel") == 1
     [task] = sim.tasks()
     assert task["cancelled"] is True

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import time
+from urllib.parse import urlparse
 
 import pytest
 import requests
@@ -72,6 +73,20 @@ def test_a_custom_base_url_lets_only_its_own_host_through_on_any_port():
             downloads.check_url(url, CUSTOM, resolve=resolve)
 
 
+def test_a_custom_base_url_named_localhost_lets_its_own_addresses_through():
+    """The simulator (or a local proxy) reached as `localhost` serves its files under the
+    address it is bound to: those addresses are the base host's own, nothing else is."""
+    site = sites.resolve_site(base_url="http://localhost:8765")
+    resolve = resolver({"localhost": ["127.0.0.1", "::1"], "files.local": ["127.0.0.1"],
+                        "mixed.local": ["127.0.0.1", "10.0.0.5"]})
+    for url in ("http://127.0.0.1:40123/rh-resource-models/x/output/a.png", "http://[::1]:9/a.png",
+                "http://files.local:1/a.png"):
+        assert downloads.check_url(url, site, resolve=resolve) == url
+    for url in ("http://127.0.0.2/a.png", "http://169.254.169.254/", "http://mixed.local/a.png"):
+        with pytest.raises(errors.DownloadError):
+            downloads.check_url(url, site, resolve=resolve)
+
+
 def test_ip_literal_reads_every_form_the_c_library_accepts():
     for text in ("0x7f000001", "2130706433", "0177.0.0.1", "0x7f.1", "127.1", "127.0.0.1", "0x7f.0.0x0.01"):
         assert str(downloads.ip_literal(text)) == "127.0.0.1", text
@@ -99,10 +114,11 @@ def test_the_connected_address_is_checked_too(file_url):
     with requests.get(rebound, stream=True, timeout=10) as resp:
         with pytest.raises(errors.DownloadError, match="resolved to 127.0.0.1"):
             downloads.check_peer(resp, CN, task_id="7")
-    custom = sites.resolve_site(base_url=file_url.split("/files/")[0])
-    with requests.get(file_url, stream=True, timeout=10) as resp:
-        downloads.check_peer(resp, custom)  # the owner's own address
-        assert resp.content[:8] == b"\x89PNG\r\n\x1a\n"
+    port = urlparse(file_url).port
+    for base in (f"http://127.0.0.1:{port}", f"http://localhost:{port}"):  # the owner's own address
+        with requests.get(file_url, stream=True, timeout=10) as resp:
+            downloads.check_peer(resp, sites.resolve_site(base_url=base))
+            assert resp.content[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_a_download_whose_name_is_rebound_is_refused(file_url, client, monkeypatch):

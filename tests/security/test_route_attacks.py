@@ -203,3 +203,23 @@ def test_a_key_echoed_by_the_server_reaches_no_error_log_or_history(echo_host, e
               "events": json.dumps([e.data for e in result.events], default=str)}
     for where, text in places.items():
         assert_no_key(text, [key], where)
+
+
+# --------------------------------------------------------------------------- item 5
+
+
+@pytest.mark.parametrize("address", ["169.254.169.254", "100.64.0.1", "[::ffff:169.254.169.254]", "0xa9fea9fe"])
+def test_a_graph_refuses_an_output_url_on_a_local_address(echo_host, echo_sim, address):
+    """The simulator is the owner's custom base URL (loopback): that lets its own host
+    through, not cloud metadata, CGNAT or an encoded form of them."""
+    echo_sim.reset()
+    url = f"http://{address}/latest/meta-data/output.png"
+    echo_sim.fault("outputs", "api_error", count=20, code=0, msg="success",
+                   data=[{"fileUrl": url, "fileType": "png", "nodeId": "2", "taskCostTime": "1", "consumeCoins": "1"}])
+    try:
+        result = echo_host.run(run_fetch(WORKFLOWS["empty"]), timeout=120)
+    finally:
+        echo_sim.clear_faults()
+    assert result.status == "error"
+    message = result.error["exception_message"]
+    assert "Refusing to download an output from" in message and "local, private or reserved" in message, message

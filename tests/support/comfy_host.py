@@ -430,6 +430,17 @@ class ComfyHost:
             self._log_file = None
         _live_hosts.discard(self)
 
+    def send_signal(self, sig: int) -> None:
+        """Send `sig` to ComfyUI's own process, as Ctrl+C or a service manager would."""
+        os.kill(self._proc.pid, sig)
+
+    def wait_exit(self, timeout: float) -> int | None:
+        """ComfyUI's exit status once it has exited, or None if it still runs after `timeout` s."""
+        try:
+            return self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
     @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
@@ -628,6 +639,26 @@ class ComfyHost:
                 return
             time.sleep(0.2)
         raise ComfyHostError(self._with_log(f"queue not idle after {timeout}s"))
+
+
+def interrupt_after(host: ComfyHost, node_id: str, offset: float):
+    """An `on_event` hook for `host.run` that interrupts the prompt `offset` s after
+    `node_id` starts executing; returns (hook, list that receives the wall-clock time
+    the interrupt was sent, comparable with the simulator's task times)."""
+    sent: list[float] = []
+
+    def fire() -> None:
+        sent.append(time.time())
+        host.interrupt()
+
+    def on_event(event: Event) -> None:
+        if event.type == "executing" and isinstance(event.data, dict) and event.data.get("node") == node_id \
+                and not sent:
+            timer = threading.Timer(offset, fire)
+            timer.daemon = True
+            timer.start()
+
+    return on_event, sent
 
 
 def _decode(opcode: int, payload: bytes) -> Event | None:

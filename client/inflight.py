@@ -1,8 +1,8 @@
-"""The remote tasks this process is waiting on right now.
+"""The runs and remote tasks this process is waiting on right now.
 
-Shutdown stops every wait (client/stop.py); each wait then cancels its own task exactly
-once (or leaves it running, when so configured). This registry lets the shutdown handler
-know when those waits have ended, so ComfyUI can exit without waiting for remote tasks.
+Shutdown stops every run (client/stop.py); each then cancels its own task exactly once
+(or leaves it running, when so configured), also when its create was still in flight.
+This registry lets the shutdown handler know when those runs have ended, so ComfyUI can exit without waiting for remote tasks.
 The durable record of tasks is the task ledger's; this is only what is in flight now.
 """
 
@@ -14,19 +14,19 @@ from contextlib import contextmanager
 from typing import Iterator
 
 
-class Waiting:
+class InFlight:
     def __init__(self) -> None:
         self._tasks: dict[int, str] = {}
         self._cond = threading.Condition()
         self._next = 0
 
     @contextmanager
-    def on(self, task_id: str, site: str) -> Iterator[None]:
-        """Registers `task_id` for the duration of the block."""
+    def on(self, what: str) -> Iterator[None]:
+        """Registers `what` (e.g. "task 123 on www.runninghub.cn") for the duration of the block."""
         with self._cond:
             self._next += 1
             entry = self._next
-            self._tasks[entry] = f"{task_id} on {site}"
+            self._tasks[entry] = what
         try:
             yield
         finally:
@@ -50,4 +50,4 @@ class Waiting:
             return list(self._tasks.values())
 
 
-WAITING = Waiting()
+IN_FLIGHT = InFlight()
