@@ -40,7 +40,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Callable, Hashable, Optional
+from typing import Callable, Hashable
 
 from .api import RunningHubClient
 from .errors import ProtocolError, RunningHubError, ServerError, TaskTimeoutError, TransportError, WaitInterrupted
@@ -48,10 +48,8 @@ from .records import TaskResult, TaskState
 from .remote_progress import RemoteProgress
 from .retry import RetryPolicy
 from .stop import TICK, shielded, stop_requested, stop_when, tasks_left_running
+from .task_socket import OpenSocket, SocketFeed
 from .inflight import IN_FLIGHT
-
-if TYPE_CHECKING:
-    from .task_socket import TaskSocket
 
 log = logging.getLogger("runninghub_bridge.client")
 
@@ -153,26 +151,21 @@ def wait_for_task(client: RunningHubClient, task_id: str, *, initial_state: Task
     `net_wss_url` is the one the create reply gave, if any."""
     with stop_when(should_stop), IN_FLIGHT.on(f"task {task_id} on {client.site.host}"):
         wait = _Wait(client, task_id, initial_state, policy or PollPolicy(), on_progress, clock, sleep,
-                     run_time_key, run_times)
-        wait.open_socket = open_socket
+                     run_time_key, run_times, SocketFeed(task_id, open_socket))
         try:
-            wait.follow(net_wss_url)
+            if wait.state is TaskState.RUNNING:
+                wait.feed.follow(net_wss_url)
             return wait.run()
         finally:
-            wait.close_socket()
-
-
-OpenSocket = Callable[[str], Optional["TaskSocket"]]
+            wait.feed.close()
 
 
 class _Wait:
-    """The state of one wait_for_task: phase, poll schedule, outage backoff, the socket."""
+    """The state of one wait_for_task: phase, poll schedule, outage backoff, the socket feed."""
 
-    open_socket: OpenSocket | None = None
-    socket: "TaskSocket | None" = None
-    socket_ended_seen = False
-
-    def __init__(self, client, task_id, initial_state, policy, on_progress, clock, sleep, run_time_key, run_times):
+    def __init__(self, client, task_id, initial_state, policy, on_progress, clock, sleep, run_time_key, run_times,
+                 feed: SocketFeed):
+        self.feed = feed
         self.client, self.task_id, self.policy = client, task_id, policy
         self.on_progress, self.clock, self.sleep = on_progress, clock, sleep
         self.run_time_key, self.run_times = run_time_key, run_times
@@ -192,44 +185,15 @@ class _Wait:
         if self.on_progress is not None and (force or now - self.last_progress >= self.policy.progress_every):
             self.last_progress = now
             self.on_progress(TaskProgress(self.task_id, self.state, now - self.started, now - self.phase_started,
-                                          self.polls, self.trouble, self.remote()))
-
-    # -- the task's socket -------------------------------------------------------------------
-
-    def follow(self, url: str | None) -> None:
-        """Start following the socket at `url` (once per wait: a socket that gave up is not
-        tried again)."""
-        if url and self.open_socket is not None and self.socket is None and self.state is TaskState.RUNNING:
-            self.socket = self.open_socket(url)
-            if self.socket is None:
-                self.open_socket = None  # an address not to follow: do not try others
-
-    def close_socket(self) -> None:
-        if self.socket is not None:
-            self.socket.close()
-
-    def remote(self) -> RemoteProgress | None:
-        progress = self.socket.progress if self.socket is not None else None
-        return progress if progress is not None and progress.messages else None
-
-    def socket_says_ended(self) -> bool:
-        """True once, when the socket first says the remote prompt is over."""
-        if self.socket is None or self.socket_ended_seen or self.socket.progress.ended is None:
-            return False
-        self.socket_ended_seen = True
-        log.debug("task %s: the socket says it ended (%s); polling outputs now", self.task_id,
-                  self.socket.progress.ended)
-        return True
+                                          self.polls, self.trouble, self.feed.remote()))
 
     def heartbeat_only(self) -> bool:
-        return self.socket is not None and self.state is TaskState.RUNNING and not self.failures \
-            and self.socket.healthy
+        """Whether polls may wait for the heartbeat: running, reachable, socket healthy."""
+        return self.state is TaskState.RUNNING and not self.failures and self.feed.healthy
 
     def nap(self, seconds: float) -> None:
         """Sleep `seconds`, waking early to report what the socket says."""
-        if self.socket is None:
-            self.sleep(seconds)
-        elif self.socket.wait_for_news(seconds) and self.clock() - self.last_progress >= self.policy.remote_every:
+        if self.feed.nap(seconds, self.sleep) and self.clock() - self.last_progress >= self.policy.remote_every:
             self.report(force=True)
 
     def run(self) -> TaskResult:
@@ -257,7 +221,7 @@ class _Wait:
         while True:
             if stop_requested():
                 raise _stop(self.client, self.task_id)
-            if self.socket_says_ended():
+            if self.feed.says_ended():
                 return
             due = max(interval, min(self.policy.heartbeat, self.budget_left(since))) if self.heartbeat_only() \
                 else interval
@@ -316,7 +280,8 @@ class _Wait:
             self.report(force=True)
         elif self.state is TaskState.RUNNING:
             self.last_running_poll = self.clock() - self.phase_started
-        self.follow(getattr(reply, "net_wss_url", None))
+        if self.state is TaskState.RUNNING:
+            self.feed.follow(getattr(reply, "net_wss_url", None))
         return None
 
     def budget(self) -> float:

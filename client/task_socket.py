@@ -1,7 +1,8 @@
 """Following a task's websocket (`netWssUrl`) in the background: progress and an early
 "it ended" hint for the wait (client/polling.py).
 
-`TaskSocket.open(url, site, workflow)` checks the address and starts a daemon thread that
+`SocketFeed` is the socket as client/polling.wait_for_task sees it: opened once per wait,
+closed with it. `TaskSocket.open(url, site, workflow)` checks the address and starts a daemon thread that
 runs aiohttp's websocket client (in every ComfyUI install; imported only here, lazily)
 and folds each message into a `RemoteProgress` (client/remote_progress.py). The wait
 reads `progress`, sleeps on `wait_for_news`, and `close()`s it when it ends.
@@ -216,3 +217,50 @@ def opener(site: Site, *, workflow: Callable[[], Mapping[str, Any] | None] = lam
     def open_socket(url: str) -> TaskSocket | None:
         return TaskSocket.open(url, site, workflow(), label=label)
     return open_socket
+
+
+OpenSocket = Callable[[str], "TaskSocket | None"]
+
+
+class SocketFeed:
+    """The task's socket as one wait sees it: opened once, closed with the wait."""
+
+    def __init__(self, task_id: str, open_socket: OpenSocket | None):
+        self.task_id, self.open_socket = task_id, open_socket
+        self.socket: TaskSocket | None = None
+        self.ended_seen = False
+
+    def follow(self, url: str | None) -> None:
+        """Start following the socket at `url` (once per wait: a socket that gave up, or an
+        address not to follow, is not tried again)."""
+        if url and self.open_socket is not None and self.socket is None:
+            self.socket = self.open_socket(url)
+            self.open_socket = None
+
+    def close(self) -> None:
+        if self.socket is not None:
+            self.socket.close()
+
+    @property
+    def healthy(self) -> bool:
+        return self.socket is not None and self.socket.healthy
+
+    def remote(self) -> RemoteProgress | None:
+        progress = self.socket.progress if self.socket is not None else None
+        return progress if progress is not None and progress.messages else None
+
+    def says_ended(self) -> bool:
+        """True once, when the socket first says the remote prompt is over."""
+        if self.socket is None or self.ended_seen or self.socket.progress.ended is None:
+            return False
+        self.ended_seen = True
+        log.debug("task %s: the socket says it ended (%s); polling outputs now", self.task_id,
+                  self.socket.progress.ended)
+        return True
+
+    def nap(self, seconds: float, sleep: Callable[[float], None]) -> bool:
+        """Sleep `seconds`; True (early) when the socket had news."""
+        if self.socket is None:
+            sleep(seconds)
+            return False
+        return self.socket.wait_for_news(seconds)

@@ -88,16 +88,20 @@ function remoteText(remote) {
   return parts.join(" · ");
 }
 
-/** 0..1 of one run: the remote node's steps while it reports them. */
-function fractionOf(run) {
-  const r = run.data.remote;
-  if (TERMINAL.has(run.data.state)) return 1;
-  return isLive(run) && r && r.value != null && r.max ? Math.min(1, r.value / r.max) : 0;
+/** 0..1 of the remote node's steps in a status event (0 without steps). */
+function stepFraction(data) {
+  const r = data.remote;
+  return r && r.value != null && r.max ? Math.min(1, r.value / r.max) : 0;
 }
 
-/** The bar: shown while a run reports steps; the runs' mean fraction. */
+/** 0..1 of one run: the furthest its remote steps got (the bar never goes back). */
+function fractionOf(run) {
+  return TERMINAL.has(run.data.state) ? 1 : run.best;
+}
+
+/** The bar: shown while a live run has reported steps; the runs' mean fraction. */
 function renderBar(s, runs) {
-  const stepping = runs.some((run) => isLive(run) && run.data.remote?.max);
+  const stepping = runs.some((run) => isLive(run) && run.best > 0);
   s.bar.hidden = !stepping;
   if (!stepping) return;
   const value = runs.reduce((sum, run) => sum + fractionOf(run), 0) / runs.length;
@@ -181,7 +185,8 @@ function update(node, data) {
   if (data.elapsed == null && previous && previous.data.elapsed != null && isLive(previous)) {
     merged.elapsed = previous.data.elapsed + (now - previous.receivedAt) / 1000;
   }
-  s.runs.set(index, { data: merged, receivedAt: now, frozen: false });
+  const best = Math.max(data.state === "SUBMITTING" ? 0 : previous?.best ?? 0, stepFraction(merged));
+  s.runs.set(index, { data: merged, receivedAt: now, frozen: false, best });
   if (Number.isInteger(data.runs)) s.total = data.runs;
   render(node);
 }
