@@ -192,16 +192,30 @@ class TaskLedger:
         with self._ready_lock:
             if self._ready:
                 return
-            with closing(self._connect()) as conn:
-                try:
-                    conn.execute("PRAGMA journal_mode=WAL")
-                    conn.execute("PRAGMA synchronous=NORMAL")
-                    conn.executescript(_SCHEMA)
-                    conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
-                except sqlite3.DatabaseError as exc:
-                    raise self._unusable(exc) from exc
+            deadline = time.monotonic() + BUSY_TIMEOUT
+            while not self._set_up_once(final=time.monotonic() >= deadline):
+                time.sleep(0.05)
             self._ready = True
         self.prune()
+
+    def _set_up_once(self, *, final: bool) -> bool:
+        """WAL mode and the schema; False when another process holds the file right now.
+        Switching to WAL and creating tables can answer "database is locked" at once, without
+        waiting out the busy timeout (SQLite does not wait where waiting could deadlock), so
+        the caller tries again until its deadline."""
+        with closing(self._connect()) as conn:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.executescript(_SCHEMA)
+                conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+            except sqlite3.OperationalError as exc:
+                if final or "locked" not in str(exc) and "busy" not in str(exc):
+                    raise self._unusable(exc) from exc
+                return False
+            except sqlite3.DatabaseError as exc:
+                raise self._unusable(exc) from exc
+        return True
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
