@@ -55,17 +55,24 @@ def executing_context() -> tuple[str | None, int | None]:
     return (ctx.prompt_id, ctx.list_index) if ctx is not None else (None, None)
 
 
+def _prompt_server():
+    """ComfyUI's running PromptServer, or None outside a ComfyUI server (e.g. a script)."""
+    try:
+        from server import PromptServer
+
+        return PromptServer.instance
+    except Exception:  # noqa: BLE001 - no server module, or no instance yet
+        return None
+
+
 def send_status(node_id: str | None, status: "RunStatus", *, text: str | None = None, index: int = 0, runs: int = 1,
                 warnings: tuple[str, ...] = ()) -> None:
     """`status` (remote/status.py) under the node: ComfyUI's progress text (`text`, default
     the status line) plus the typed `runninghub.status` event the front end renders.
 
     Safe from worker threads: the server queues messages thread-safely."""
-    try:
-        from server import PromptServer
-
-        server = PromptServer.instance
-    except Exception:  # not inside a ComfyUI server (e.g. a script)
+    server = _prompt_server()
+    if server is None:
         return
     if node_id is not None:
         text = status.line if text is None else text
@@ -76,11 +83,8 @@ def send_status(node_id: str | None, status: "RunStatus", *, text: str | None = 
 
 def broadcast(event: str, data: dict[str, Any]) -> None:
     """A JSON event to every open front end (e.g. the task panel); safe from worker threads."""
-    try:
-        from server import PromptServer
-
-        server = PromptServer.instance
-    except Exception:  # not inside a ComfyUI server (e.g. a script)
+    server = _prompt_server()
+    if server is None:
         return
     server.send_sync(event, data, None)
 
@@ -95,13 +99,11 @@ def set_progress(node_id: str | None, value: float, total: float, prompt_id: str
     ComfyUI updates the same progress registry."""
     if node_id is None:
         return
-    try:
-        from comfy_execution.progress import get_progress_state
-        from server import PromptServer
-
-        server = PromptServer.instance
-    except Exception:  # not inside a ComfyUI server (e.g. a script)
+    server = _prompt_server()
+    if server is None:
         return
+    from comfy_execution.progress import get_progress_state
+
     get_progress_state().update_progress(str(node_id), value, total)
     server.send_sync("progress", {"value": value, "max": total, "prompt_id": prompt_id or getattr(server, "last_prompt_id", None),
                                   "node": str(node_id)}, server.client_id)
