@@ -28,7 +28,7 @@ def open_panel(page) -> None:
 
 @pytest.fixture(scope="module")
 def host(comfy_host_factory, sim):
-    host = comfy_host_factory(env={"RUNNINGHUB_BASE_URL": sim.base_url, "RUNNINGHUB_API_KEY": sim.keys[0]},
+    host = comfy_host_factory(env=sim.pack_env(),
                               fresh=True, name="panel")
     host.assert_pack_imported_cleanly()
     return host

@@ -2,6 +2,15 @@
 
 import pytest
 
+from support.simulator import Simulator
+
+
+@pytest.fixture(scope="module")
+def sim():
+    """A module's simulator, unless the module defines its own: tasks of 0.3 s, 2 per key."""
+    with Simulator(run_seconds=0.3, concurrency=2) as s:
+        yield s
+
 
 @pytest.fixture
 def fresh(sim, host):

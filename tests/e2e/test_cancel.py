@@ -29,7 +29,7 @@ def sim():
 
 @pytest.fixture(scope="module")
 def host(sim, comfy_host_factory):
-    return comfy_host_factory(env={"RUNNINGHUB_BASE_URL": sim.base_url, "RUNNINGHUB_API_KEY": sim.keys[0]},
+    return comfy_host_factory(env=sim.pack_env(),
                               name="cancel")
 
 
@@ -110,7 +110,7 @@ def handed_over(host, sig) -> bool:
 @pytest.mark.parametrize("sig, on_shutdown", [(signal.SIGINT, "cancel"), (signal.SIGTERM, "cancel"),
                                               (signal.SIGINT, "leave")])
 def test_stopping_comfyui_mid_run_hands_over_within_2_s(sim, comfy_host_factory, sig, on_shutdown):
-    env = {"RUNNINGHUB_BASE_URL": sim.base_url, "RUNNINGHUB_API_KEY": sim.keys[0]}
+    env = sim.pack_env()
     if on_shutdown == "leave":
         env["RUNNINGHUB_ON_SHUTDOWN"] = "leave"
     host = comfy_host_factory(env=env, fresh=True, name=f"stop-{sig.name}")

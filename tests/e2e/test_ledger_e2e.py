@@ -14,23 +14,16 @@ import requests
 from PIL import Image
 
 from support.graphs import run_fetch, upload_run_fetch
-from support.simulator import WORKFLOWS, Simulator
+from support.simulator import WORKFLOWS
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def sim():
-    with Simulator(run_seconds=0.3, concurrency=2) as s:
-        yield s
 
 
 @pytest.fixture(scope="module")
 def host(sim, comfy_host_factory):
     """A ComfyUI of this module's own: the restart test stops and starts it. Its remote
     tasks outlive a shutdown (RUNNINGHUB_ON_SHUTDOWN=leave), as kill -TERM leaves them."""
-    return comfy_host_factory(env={"RUNNINGHUB_BASE_URL": sim.base_url, "RUNNINGHUB_API_KEY": sim.keys[0],
-                                   "RUNNINGHUB_ON_SHUTDOWN": "leave"}, fresh=True, name="ledger")
+    return comfy_host_factory(env=sim.pack_env(RUNNINGHUB_ON_SHUTDOWN="leave"), fresh=True, name="ledger")
 
 
 @pytest.fixture(autouse=True)

@@ -20,14 +20,8 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def sim():
-    with Simulator(run_seconds=0.3, concurrency=2) as s:
-        yield s
-
-
-@pytest.fixture(scope="module")
 def host(sim, comfy_host_factory):
-    return comfy_host_factory(env={"RUNNINGHUB_BASE_URL": sim.base_url, "RUNNINGHUB_API_KEY": sim.keys[0]})
+    return comfy_host_factory(env=sim.pack_env())
 
 
 @pytest.fixture(autouse=True)

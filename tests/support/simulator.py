@@ -111,6 +111,10 @@ class Simulator:
         self.base_url = line[len(prefix):]
         return self
 
+    def pack_env(self, **more: str) -> dict[str, str]:
+        """The environment of a ComfyUI whose pack uses this simulator with its first key."""
+        return {"RUNNINGHUB_BASE_URL": self.base_url, "RUNNINGHUB_API_KEY": self.keys[0], **more}
+
     def stop(self) -> None:
         proc = self.process
         if proc is not None and proc.poll() is None:
