@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import io
 import logging
-import shutil
-import tempfile
 import threading
 import time
 import traceback
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,39 +17,19 @@ from PIL import Image
 from support import secret_scan
 from support.comfy_host import ComfyHost
 from support.native_relay import NativeRelay
+from support.native_support import colour, fast_policy, journal_in, make_native, png, steps_prompt
 from support.pack import pack_module
 from support.simulator import random_keys
 
 pytestmark = pytest.mark.e2e
 
-credentials = pack_module("client.credentials")
 errors = pack_module("client.errors")
 ledger_mod = pack_module("client.ledger")
 native_mod = pack_module("client.native")
-polling = pack_module("client.polling")
 pool_mod = pack_module("client.pool")
-retry = pack_module("client.retry")
-sites = pack_module("client.sites")
-transport = pack_module("client.transport")
 native_run = pack_module("remote.native_run")
-reattach = pack_module("remote.reattach")
 
-NODES = Path(__file__).resolve().parents[1] / "support" / "native_test_nodes.py"
-FAST = polling.PollPolicy(fast_interval=0.1, fast_window=1.0, max_interval=0.5)
-
-
-@pytest.fixture(scope="module")
-def remote_comfy():
-    """A ComfyUI without the pack, with the two test nodes: RunningHub's remote."""
-    base = Path(tempfile.mkdtemp(prefix="rh-native-remote-"))
-    for sub in ("custom_nodes", "input", "output", "user", "temp"):
-        (base / sub).mkdir()
-    shutil.copy(NODES, base / "custom_nodes" / "rh_native_test_nodes.py")
-    host = ComfyHost(with_pack=False, name="native-remote")
-    host.base_dir = base
-    with host:
-        assert "RHTestSteps" in host.object_info(), host.log_tail()
-        yield host
+FAST = fast_policy()
 
 
 @pytest.fixture(scope="module")
@@ -72,42 +49,6 @@ def native(relay, remote_comfy, keys):
     remote_comfy.wait_idle()
     native_mod.forget_object_info()
     return make_native(relay.base_url, keys[0])
-
-
-def make_native(base_url: str, key: str, **kw):
-    site = sites.resolve_site(base_url=base_url)
-    return native_mod.NativeClient(site, credentials.ApiKey(key),
-                                   retry=retry.RetryPolicy(attempts=3, base_delay=0.05, max_delay=0.2),
-                                   timeouts=transport.Timeouts(connect=2, read=10, deadline=20),
-                                   lookup_delays=(0.0, 0.3, 0.6), **kw)
-
-
-def png(pixels: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def colour() -> int:
-    return int(np.random.default_rng().integers(0, 0xFFFFFF))  # a fresh input: no cached remote results
-
-
-def steps_prompt(steps: int, seconds: float, *, fail: bool = False) -> dict:
-    """EmptyImage(1) → RHTestSteps(2) [→ RHTestFail(4)] → SaveImage(3)."""
-    prompt = {
-        "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": colour()}},
-        "2": {"class_type": "RHTestSteps", "inputs": {"image": ["1", 0], "steps": steps, "seconds": seconds}},
-        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "native"}},
-    }
-    if fail:
-        prompt["4"] = {"class_type": "RHTestFail", "inputs": {"image": ["2", 0]}}
-        prompt["3"]["inputs"]["images"] = ["4", 0]
-    return prompt
-
-
-def journal_in(tmp_path, seed: int = 1):
-    ledger = ledger_mod.TaskLedger(tmp_path / "tasks.sqlite3")
-    return reattach.RunJournal(ledger, account="default", seed=seed, prompt_id="local-1", node_id="7")
 
 
 def prompts_of(host: ComfyHost, client_id: str) -> list[str]:
