@@ -312,3 +312,5 @@ def test_the_key_is_in_no_log_record_and_no_exception(native, relay, remote_comf
     for text in texts:
         assert "/proxy/" not in text, f"a native URL in an exception: {text[:300]}"
     assert key not in repr(native) and key not in repr(native.key)
+    ledger_bytes = b"".join(p.read_bytes() for p in tmp_path.glob("tasks.sqlite3*"))
+    assert ledger_bytes and not secret_scan.leaks(ledger_bytes.decode("latin-1"), [key])
