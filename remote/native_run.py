@@ -111,10 +111,11 @@ def shared_native(client: Any) -> NativeClient:
 
 def fingerprint_for(site_url: str, journal: RunJournal, prompt: Mapping[str, Any],
                     parts: Mapping[str, Any] | None) -> RunFingerprint:
-    """What makes two native runs the same: the prompt itself (uploaded inputs by name),
-    the caller's parts (e.g. the group's title), account, seed and list item."""
-    canonical = json.dumps({"prompt": prompt, "parts": dict(parts or {})}, sort_keys=True, ensure_ascii=True,
-                           default=repr)
+    """What makes two native runs the same: the caller's `parts` when given (it knows what
+    matters: e.g. the prompt with uploads named by content hash, whatever the remote named
+    them), else the prompt itself; plus account, seed and list item."""
+    basis = {"parts": dict(parts)} if parts else {"prompt": prompt}
+    canonical = json.dumps(basis, sort_keys=True, ensure_ascii=True, default=repr)
     digest = hashlib.sha256(canonical.encode()).hexdigest()[:24]  # not 32: that would look like a key
     return RunFingerprint.of(site=site_url, account=journal.account, kind=KIND, workflow_id=f"prompt {digest}",
                              instance_type=KIND, overrides=(), seed=journal.seed, run_index=journal.run_index)

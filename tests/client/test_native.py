@@ -116,6 +116,16 @@ def test_progress_names_the_remote_node_and_its_steps(native):
     assert "RUNNING" in states and states[-1] == "SUCCESS"
 
 
+def test_a_socket_that_keeps_dropping_leaves_the_wait_to_history_polls(native, relay):
+    relay.ws_drop_after = 2  # `status`, then one message of the prompt: then the socket closes, again and again
+    statuses = []
+    result = native_run.run_prompt(native, steps_prompt(8, 0.25), on_status=statuses.append, policy=FAST)
+    assert result.files("3") and statuses[-1].state == "SUCCESS"
+    assert relay.count("GET", "/ws") >= 2  # reconnected, then gave up
+    assert relay.count("GET", "/queue") >= 5  # polled on the schedule instead of the heartbeat
+    assert "RUNNING" in [s.state for s in statuses]
+
+
 def test_a_remote_failure_names_the_node_and_its_exception(native, tmp_path):
     journal = journal_in(tmp_path)
     with pytest.raises(errors.TaskFailedError) as caught:

@@ -10,7 +10,8 @@ Every route is relayed with the key stripped (the websocket `/ws?clientId=…` t
 ways). An unknown key gets 401 `{"error": {"type": "invalid_api_key", ...}}`. Faults, each
 for the next matching request: `drop` (forwarded, then the connection is closed without a
 reply), `500_after` (forwarded, then HTTP 500), `500` (not forwarded, HTTP 500), `429`,
-`402` (not forwarded, the contract's error shapes).
+`402` (not forwarded, the contract's error shapes). `ws_drop_after = N` closes every
+client socket after N messages (a socket that keeps dropping).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class NativeRelay:
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
         self.port: int | None = None
+        self.ws_drop_after: int | None = None  # close every client socket after this many messages
 
     @property
     def base_url(self) -> str:
@@ -61,6 +63,7 @@ class NativeRelay:
         with self._lock:
             self.counts.clear()
             self.faults.clear()
+            self.ws_drop_after = None
 
     def _take_fault(self, method: str, path: str) -> str | None:
         with self._lock:
@@ -139,7 +142,11 @@ class NativeRelay:
         async with aiohttp.ClientSession() as session:
             async with session.ws_connect(url, params=request.query) as theirs:
                 async def down():
+                    sent = 0
                     async for msg in theirs:
+                        if self.ws_drop_after is not None and sent >= self.ws_drop_after:
+                            break
+                        sent += 1
                         if msg.type == aiohttp.WSMsgType.TEXT:
                             await ours.send_str(msg.data)
                         elif msg.type == aiohttp.WSMsgType.BINARY:
