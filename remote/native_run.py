@@ -30,6 +30,7 @@ import logging
 import threading
 import time
 import uuid
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
 
@@ -164,7 +165,7 @@ class _Record:
 
     def turn(self, should_stop):
         if self.run is None:
-            return _nothing()
+            return nullcontext()
         return self.run.turn(should_stop)
 
     def earlier(self) -> LedgerEntry | None:
@@ -224,14 +225,6 @@ class _Record:
             raise
         self.finished("SUCCESS", outputs=result.outputs)
         return result
-
-
-class _nothing:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 # -- deciding from /history ------------------------------------------------------------------
