@@ -38,7 +38,7 @@ ANNOTATION = re.compile(r"^(.*) \[(input|output|temp)\]$")
 ROUTES = {
     ("GET", "object_info"): "native/object_info",
     ("GET", "object_info/*"): "native/object_info",
-    ("GET", "prompt"): "native/prompt",
+    ("GET", "prompt"): "native/queue",  # ComfyUI's queue size; native/prompt counts submissions only
     ("POST", "prompt"): "native/prompt",
     ("GET", "history"): "native/history",
     ("GET", "history/*"): "native/history",
@@ -181,7 +181,8 @@ async def handle_native(request: web.Request, app: SimApp, proxy: NativeProxy | 
         log.error("native %s for key %s: %s", rest, redact(account.key), exc)
         status, headers, body = _error(502, "backend_unreachable", "the ComfyUI behind the endpoint does not answer")
     log.info("native %s /%s key=%s -> %d", request.method, rest, redact(account.key), status)
-    headers = {k: v for k, v in headers.items() if k in PASS_HEADERS}
+    wanted = {h.lower(): h for h in PASS_HEADERS}
+    headers = {wanted[k.lower()]: v for k, v in headers.items() if k.lower() in wanted}
     content_type = headers.pop("Content-Type", "application/octet-stream")
     return await send(request, status, body, content_type, headers, fault=fault, envelope=app.finish)
 
