@@ -354,3 +354,4 @@ def test_the_key_never_reaches_the_log(native_sim, plain_comfy):
         assert key not in log
         assert key not in requests.get(plain_comfy.base_url + "/history", timeout=30).text
     assert "native prompt" in log  # the log does talk about the endpoint
+    assert "Traceback" not in log and "internal error" not in log
