@@ -84,7 +84,8 @@ function actions(row) {
                                                t("tasks.cancelled", { id: row.task_id })));
     out.push(cancel);
   }
-  if (row.status === "SUCCESS" && row.task_id) {
+  // A group's native prompt has no task outputs for RH Fetch Outputs: queueing the group again reuses it.
+  if (row.status === "SUCCESS" && row.task_id && row.kind !== "native") {
     const load = h("button", { class: "rh-btn rh-btn-primary rh-task-load", type: "button" }, t("tasks.load"));
     load.addEventListener("click", () => {
       if (addFetchNode(row)) toast(t("tasks.loaded", { id: row.task_id }));
