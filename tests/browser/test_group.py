@@ -1,0 +1,170 @@
+""""Run on RunningHub" for a group, in a real browser: the group's menu marks it (with an
+account profile), the saved workflow keeps the choice and no key, and a queued graph runs
+the group's nodes on "RunningHub" — the simulator's native endpoint in front of a second,
+real ComfyUI — with the remote progress drawn on the group and the result arriving
+downstream.
+
+Screenshots of every step: artifacts/browser/<test>/NN-<step>.png.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+
+import numpy as np
+import pytest
+import requests
+from PIL import Image
+
+from support.simulator import Simulator
+
+pytestmark = pytest.mark.browser
+
+INPUT_NAME = "rh_group_input.png"
+SIZE = (96, 64)  # width, height of the input image
+
+
+@pytest.fixture(scope="module")
+def remote(plain_comfy):
+    """The simulator with its native endpoint relaying to a second, real ComfyUI."""
+    with Simulator(comfyui_url=plain_comfy.base_url) as sim:
+        yield sim
+
+
+@pytest.fixture(scope="module")
+def host(comfy_host_factory, remote):
+    host = comfy_host_factory(env=remote.pack_env(), fresh=True, name="group")
+    host.assert_pack_imported_cleanly()
+    pixels = np.random.default_rng(12).integers(0, 256, (SIZE[1], SIZE[0], 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "PNG")
+    host.upload_image(buf.getvalue(), INPUT_NAME)
+    return host
+
+
+def wait_until(check, timeout: float = 60.0, what: str = ""):
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+    return value
+
+
+def wait_js(page, script: str, arg=None, timeout: float = 30_000):
+    return page.page.wait_for_function(script, arg=arg, timeout=timeout).json_value()
+
+
+# The graph: LoadImage → [group "Remote part": ImageScaleBy → ImageInvert → ImageBlur] → PreviewImage.
+GRAPH = """
+    const load = mk('LoadImage', 0, 60);
+    load.widgets.find(w => w.name === 'image').value = '%s';
+    const scale = mk('ImageScaleBy', 380, 60);
+    scale.widgets.find(w => w.name === 'scale_by').value = %s;
+    const invert = mk('ImageInvert', 700, 60);
+    const blur = mk('ImageBlur', 380, 260);
+    blur.widgets.find(w => w.name === 'blur_radius').value = %s;
+    const preview = mk('PreviewImage', 1080, 60);
+    load.connect(0, scale, 0);
+    scale.connect(0, invert, 0);
+    invert.connect(0, blur, 0);
+    blur.connect(0, preview, 0);
+    const group = new LiteGraph.LGraphGroup('Remote part');
+    group.pos = [350, -10];
+    group.size = [660, 470];
+    g.add(group);
+    return {load: load.id, scale: scale.id, invert: invert.id, blur: blur.id, preview: preview.id};
+"""
+
+
+def build(page, scale_by: float = 1.0, blur_radius: int = 3) -> dict:
+    return page.build_graph(GRAPH % (INPUT_NAME, scale_by, blur_radius))
+
+
+def group_title_point(page, index: int = 0) -> tuple[float, float]:
+    """Page coordinates of a point in the middle-left of a group's title bar."""
+    return tuple(page.js("""(index) => {
+        const group = app.graph.groups[index];
+        const rect = app.canvas.canvas.getBoundingClientRect();
+        const ratio = app.canvas.canvas.width / rect.width;
+        const [x, y] = app.canvas.ds.convertOffsetToCanvas([group.pos[0] + group.size[0] * 0.4, group.pos[1] + 12]);
+        return [rect.left + x / ratio, rect.top + y / ratio];
+    }""", index))
+
+
+def group_menu(page, index: int = 0):
+    """Right-clicks the group's title bar; returns the open context menu."""
+    page.page.mouse.click(*group_title_point(page, index), button="right")
+    menu = page.page.locator(".litecontextmenu").first
+    menu.wait_for()
+    return menu
+
+
+def menu_entry(page, text: str):
+    return page.page.locator(".litecontextmenu .litemenu-entry", has_text=text).first
+
+
+def group_flags(page, index: int = 0):
+    return page.js("(index) => app.graph.groups[index].flags ?? null", index)
+
+
+def save_profile(host, name: str, key: str) -> None:
+    resp = requests.post(f"{host.base_url}/runninghub/profiles/{name}", json={"add_keys": [key]}, timeout=30)
+    assert resp.status_code == 200, resp.text
+
+
+def test_the_group_menu_marks_a_group_and_the_saved_workflow_keeps_it_without_a_key(host, remote, open_page):
+    save_profile(host, "studio", remote.keys[1])
+    page = open_page(host)
+    build(page)
+    page.shot("group")
+
+    group_menu(page)
+    page.shot("menu")
+    menu_entry(page, "Run on RunningHub").click()
+    assert group_flags(page) == {"rh_remote": {"account": "default"}}
+    page.page.wait_for_timeout(300)
+    drawn = page.js("() => app.graph.groups[0].rhDrawn")
+    assert drawn["badge"] == "☁ RunningHub · default", drawn
+    page.shot("marked")
+
+    # The account: a profile the server knows (names only, never a key).
+    group_menu(page)
+    menu_entry(page, "RunningHub account: default").click()
+    menu_entry(page, "studio").wait_for()
+    page.shot("accounts")
+    menu_entry(page, "studio").click()
+    assert group_flags(page) == {"rh_remote": {"account": "studio"}}
+    page.page.wait_for_timeout(300)
+    assert page.js("() => app.graph.groups[0].rhDrawn.badge") == "☁ RunningHub · studio"
+
+    # Saved through the front end's own Save: the file holds the choice and no key.
+    page.js("() => { app.extensionManager.command.execute('Comfy.SaveWorkflow'); }")
+    name_input = page.page.get_by_role("dialog").locator("input").first
+    name_input.wait_for()
+    name_input.fill("remote-group")
+    name_input.press("Enter")
+    path = host.user_dir / "default" / "workflows" / "remote-group.json"
+    wait_until(path.exists, timeout=30, what="the saved workflow")
+    page.shot("saved")
+    text = path.read_text()
+    workflow = json.loads(text)
+    (group,) = workflow["groups"]
+    assert group["title"] == "Remote part" and group["flags"] == {"rh_remote": {"account": "studio"}}
+    for key in remote.keys:
+        assert key not in text and key[-8:] not in text
+    assert "rh_remote" not in json.dumps(workflow["nodes"])
+
+    # Loaded again (a fresh graph from the file): the group is still marked and drawn so.
+    page.js("async (data) => { app.graph.clear(); await app.loadGraphData(data); }", workflow)
+    assert group_flags(page) == {"rh_remote": {"account": "studio"}}
+    page.page.wait_for_timeout(300)
+    assert page.js("() => app.graph.groups[0].rhDrawn.badge") == "☁ RunningHub · studio"
+    page.shot("reloaded")
+
+    # The toggle: stop running it on RunningHub.
+    group_menu(page)
+    menu_entry(page, "Stop running on RunningHub").click()
+    assert "rh_remote" not in (group_flags(page) or {})
+    assert not page.log.page_errors, page.log.page_errors
