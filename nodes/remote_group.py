@@ -98,20 +98,23 @@ def _run(spec: GroupSpec, ins: dict, acct, sweep, should_stop, prompt_id, node_i
     result = _run_prompt(native, remote.prompt, acct=acct, parts=group_run.fingerprint_parts(
         acct.site.base_url, acct.profile, prepared), should_stop=should_stop, prompt_id=prompt_id, node_id=node_id,
         on_status=lambda status: sweep.show(0, status))
-    values = group_run.collect_outputs(spec, remote.output_nodes, result.outputs, native.download)
+    values = group_run.collect_outputs(spec, remote.output_nodes, result.outputs, result.native.download)
     sweep.show(0, RunStatus("SUCCESS", f"Group \"{spec.title}\": done on {acct.site.host}",
                             task_id=getattr(result, "prompt_id", None), outputs=len(values)))
     return values
 
 
 def _native_client(acct):
-    """The native-endpoint client of the account's first key."""
-    from ..client.native import NativeClient
+    """The native-endpoint client of the account's first usable key. One key for the whole
+    run: the uploads, the prompt and the downloads must see the same account's files."""
+    from ..remote.native_run import shared_native
 
-    return NativeClient(acct.site, acct.keys[0])
+    return shared_native(accounts.client_for(acct))
 
 
 def _run_prompt(native, prompt: dict, *, acct, parts: dict, should_stop, prompt_id, node_id, on_status):
+    from ..host import tasks
     from ..remote.native_run import run_prompt
 
-    return run_prompt(native, prompt, fingerprint_parts=parts, should_stop=should_stop, on_status=on_status)
+    return run_prompt(native, prompt, fingerprint_parts=parts, should_stop=should_stop, on_status=on_status,
+                      journal=tasks.journal(acct, 0, prompt_id, node_id))
