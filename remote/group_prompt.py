@@ -348,10 +348,12 @@ class RemotePrompt:
     uploaded_fields: frozenset[tuple[str, str]]  # (node id, input) holding an uploaded file's name
 
 
-def remote_prompt(spec: GroupSpec, inline: Mapping[str, Any], files: Mapping[str, Sequence[str]]) -> RemotePrompt:
+def remote_prompt(spec: GroupSpec, inline: Mapping[str, Any], files: Mapping[str, Sequence[str]],
+                  mask_channels: Mapping[str, str] | None = None) -> RemotePrompt:
     """The remote prompt of `spec`: `inline[in_k]` written into the inputs it feeds, the uploaded
-    `files[in_k]` (one remote file name per batch item) loaded by added nodes, and an output
-    node per group output. Node ids the pack adds are numbers above the group's."""
+    `files[in_k]` (one remote file name per batch item) loaded by added nodes (a single mask
+    from the channel `mask_channels[in_k]`, default red), and an output node per group
+    output. Node ids the pack adds are numbers above the group's."""
     prompt = copy.deepcopy(spec.prompt)
     next_id = [1 + max((int(p) for n in prompt for p in str(n).split(":") if p.isdigit()), default=0)]
     uploaded: set[tuple[str, str]] = set()
@@ -375,7 +377,8 @@ def remote_prompt(spec: GroupSpec, inline: Mapping[str, Any], files: Mapping[str
                 raise GroupError(f"RH Remote Group: nothing was uploaded for {port.name} ({port.source}).")
             title = f"RH {port.name}"
             if port.type == "MASK" and len(names) == 1:
-                source = add("LoadImageMask", {"image": names[0], "channel": "red"}, title)
+                channel = (mask_channels or {}).get(port.name, "red")
+                source = add("LoadImageMask", {"image": names[0], "channel": channel}, title)
                 uploaded.add((source, "image"))
             else:
                 loads = [add("LoadImage", {"image": name}, title) for name in names]

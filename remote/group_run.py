@@ -2,8 +2,8 @@
 Group): inputs → remote prompt → check → upload → submit and wait → outputs.
 
 1. `encode_inputs`: IMAGE inputs become PNG files (media/, exact for 8-bit pixels), MASK
-   inputs grayscale PNG files whose red channel the remote Load Image (as Mask) reads back
-   exactly; every file is named by its content hash. STRING, INT, FLOAT, BOOLEAN and combo
+   inputs PNG files the remote Load Image (as Mask) reads back exactly (grayscale read as
+   red, or the alpha of Load Image's own masks); every file is named by its content hash. STRING, INT, FLOAT, BOOLEAN and combo
    values are written into the prompt.
 2. `group_prompt.remote_prompt` adds the load and output nodes; `remote_check` compares it with
    the remote `/object_info` (cached by the native client): anything missing is one error,
@@ -53,22 +53,26 @@ class PreparedGroup:
     spec: GroupSpec
     inline: dict[str, Any]
     uploads: dict[str, list[Upload]]
+    channels: dict[str, str]
     planned: RemotePrompt
 
     def with_names(self, names: Mapping[str, str]) -> RemotePrompt:
         """The remote prompt with each file named as the remote answered its upload."""
         files = {port: [names.get(u.name, u.name) for u in items] for port, items in self.uploads.items()}
-        return remote_prompt(self.spec, self.inline, files)
+        return remote_prompt(self.spec, self.inline, files, self.channels)
 
 
 def file_name(data: bytes) -> str:
     return f"rh-{hashlib.sha256(data).hexdigest()}.png"
 
 
-def encode_inputs(spec: GroupSpec, values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, list[Upload]]]:
-    """(inlined values, files to upload) of the group's inputs, from the node's in_k values."""
+def encode_inputs(spec: GroupSpec, values: Mapping[str, Any]
+                  ) -> tuple[dict[str, Any], dict[str, list[Upload]], dict[str, str]]:
+    """(inlined values, files to upload, the channel each mask is read from) of the group's
+    inputs, from the node's in_k values."""
     inline: dict[str, Any] = {}
     uploads: dict[str, list[Upload]] = {}
+    channels: dict[str, str] = {}
     for port in spec.inputs:
         value = values.get(port.name)
         where = f"RH Remote Group \"{spec.title}\", {port.name} (from {port.source})"
@@ -79,29 +83,42 @@ def encode_inputs(spec: GroupSpec, values: Mapping[str, Any]) -> tuple[dict[str,
                 raise GroupError(f"{where}: expected an IMAGE, got {type(value).__name__}.")
             blobs = encode_png_batch(value)
         elif port.type == "MASK":
-            blobs = _mask_pngs(value, where)
+            blobs, channels[port.name] = _mask_pngs(value, where)
         else:
             if isinstance(value, bool) and port.type != "BOOLEAN" or not isinstance(value, _PY_TYPES[port.type]):
                 raise GroupError(f"{where}: expected {port.type}, got {type(value).__name__} {str(value)[:40]!r}.")
             inline[port.name] = value
             continue
         uploads[port.name] = [Upload(file_name(b), b) for b in blobs]
-    return inline, uploads
+    return inline, uploads, channels
 
 
-def _mask_pngs(mask: Any, where: str) -> list[bytes]:
+def _mask_pngs(mask: Any, where: str) -> tuple[list[bytes], str]:
+    """PNG files of a mask and the channel the remote reads it from. Two 8-bit forms exist,
+    and ComfyUI makes both: k/255 (e.g. Convert Image to Mask) and 1 - k/255 (Load Image's
+    mask from alpha), which differ in float32. The form that gives back exactly the same
+    values is chosen: `red` (a grayscale PNG; Load Image (as Mask), channel red) or, for a
+    single mask, `alpha` (the PNG's alpha; channel alpha computes 1 - alpha as Load Image does)."""
     if not isinstance(mask, torch.Tensor) or mask.ndim not in (2, 3) or 0 in mask.shape:
         shape = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
         raise GroupError(f"{where}: expected a MASK [batch, height, width], got {shape}.")
     if mask.ndim == 2:
         mask = mask.unsqueeze(0)
-    return [encode_png(item.numpy()) for item in to_uint8(mask)]  # grayscale: red = green = blue = mask
+    values = mask.detach().to("cpu", torch.float32)
+    red = to_uint8(values)
+    if mask.shape[0] == 1 and not torch.equal(red.float() / 255.0, values):
+        alpha = to_uint8(1.0 - values)
+        if torch.equal(1.0 - alpha.float() / 255.0, values):
+            la = torch.stack((torch.zeros_like(alpha[0]), alpha[0]), dim=-1)
+            return [encode_png(la.numpy())], "alpha"
+    return [encode_png(item.numpy()) for item in red], "red"  # grayscale: red = green = blue = mask
 
 
 def prepare(spec: GroupSpec, values: Mapping[str, Any]) -> PreparedGroup:
-    inline, uploads = encode_inputs(spec, values)
-    planned = remote_prompt(spec, inline, {port: [u.name for u in items] for port, items in uploads.items()})
-    return PreparedGroup(spec, inline, uploads, planned)
+    inline, uploads, channels = encode_inputs(spec, values)
+    planned = remote_prompt(spec, inline, {port: [u.name for u in items] for port, items in uploads.items()},
+                            channels)
+    return PreparedGroup(spec, inline, uploads, channels, planned)
 
 
 def check_remote(prepared: PreparedGroup, object_info: Mapping[str, Any], *, host: str, site: str | None = None) -> None:

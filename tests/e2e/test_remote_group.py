@@ -114,7 +114,7 @@ def test_convert_route_replaces_the_group_and_refuses_other_types(host, sim):
     assert "EmptyLatentImage #5 output 0 to KSampler #3 input 'latent_image' carries LATENT" in error
     assert "from KSampler #3 output 0 to VAEDecode #8 input 'samples' carries LATENT" in error
     assert convert(host, graph, {"title": "x", "node_ids": ["3"], "account": "../etc"}).status_code == 400
-    assert sim.count("native/prompt") == 0 and sim.count("native/object_info") == 0  # convert sends nothing
+    assert len(sim.native_prompts()) == 0 and sim.count("native/object_info") == 0  # convert sends nothing
     # the host guard covers the route like every other
     assert host.post("/runninghub/group/convert", json={}, headers={"Host": "evil.example:8188"}).status_code == 403
 
@@ -130,7 +130,7 @@ def test_a_group_gives_exactly_the_pixels_of_the_local_run(host, sim):
     [got] = saved(host, remote, "14")
     assert got.shape == want.shape == (30, 40, 3)
     assert np.array_equal(got, want)
-    assert sim.count("native/prompt") == 1 and sim.count("native/upload") == 1
+    assert len(sim.native_prompts()) == 1 and sim.count("native/upload") == 1
     events = statuses(remote, info["node_id"])
     assert events and events[-1]["state"] == "SUCCESS", events
     assert {"SUBMITTING", "SUCCESS"} <= {e["state"] for e in events}
@@ -139,7 +139,7 @@ def test_a_group_gives_exactly_the_pixels_of_the_local_run(host, sim):
 
     # queued again with the same inputs: reused, nothing sent again
     again = host.run(prompt, timeout=120)
-    assert again.status == "success" and sim.count("native/prompt") == 1
+    assert again.status == "success" and len(sim.native_prompts()) == 1
 
 
 def test_masks_text_and_numbers_cross_the_border(host, sim):
@@ -165,7 +165,7 @@ def test_masks_text_and_numbers_cross_the_border(host, sim):
     assert local.status == "success", local.error
     prompt, [info] = converted(host, graph, {"title": "Masks", "node_ids": ["5", "6", "7", "8"]})
     assert [(i["type"]) for i in info["inputs"]] == ["IMAGE", "INT", "MASK", "STRING"]
-    assert [(o["type"]) for o in info["outputs"]] == ["IMAGE", "MASK", "STRING", "MASK"]
+    assert [(o["type"]) for o in info["outputs"]] == ["IMAGE", "MASK", "MASK", "STRING"]
     remote = host.run(prompt, timeout=180)
     assert remote.status == "success", remote.error
     for node_id in ("10", "12", "14"):
@@ -174,7 +174,7 @@ def test_masks_text_and_numbers_cross_the_border(host, sim):
         assert np.array_equal(got, want), node_id
     assert saved(host, local, "12")[0].any()  # the grown mask is not empty
     assert remote.outputs["15"]["text"] == local.outputs["15"]["text"] == ["hello, world"]
-    assert sim.count("native/prompt") == 1 and sim.count("native/upload") == 2
+    assert len(sim.native_prompts()) == 1 and sim.count("native/upload") == 2
 
 
 def test_missing_node_class_and_model_file_fail_before_anything_is_billed(host, sim):
@@ -196,7 +196,7 @@ def test_missing_node_class_and_model_file_fail_before_anything_is_billed(host, 
     assert "node class RHNodeOverride (used by RHNodeOverride #4)" in message
     assert ("model file 'not-on-runninghub.safetensors' (ckpt_name of \"My checkpoint\" "
             "(CheckpointLoaderSimple #1))") in message
-    assert sim.count("native/prompt") == 0 and sim.count("native/upload") == 0
+    assert len(sim.native_prompts()) == 0 and sim.count("native/upload") == 0
     assert result.error["node_id"] == info["node_id"]
     events = statuses(result, info["node_id"])
     assert events[-1]["state"] == "FAILED" and "RHNodeOverride" in events[-1]["line"]
