@@ -201,3 +201,22 @@ def test_missing_node_class_and_model_file_fail_before_anything_is_billed(host, 
     events = statuses(result, info["node_id"])
     assert events[-1]["state"] == "FAILED" and "RHNodeOverride" in events[-1]["line"]
     no_key_in(sim, message, json.dumps(result.history), host.log_text())
+
+
+def test_after_a_restart_the_same_group_reuses_its_remote_prompt(sim, comfy_host_factory):
+    """The task ledger keeps native prompts: after a restart (ComfyUI's cache is gone) the same
+    group with the same inputs re-attaches to the finished prompt instead of paying again."""
+    host = comfy_host_factory(env=sim.pack_env(), fresh=True, name="group-restart")
+    image = local_image(host, 23)
+    prompt, _ = converted(host, chain(image, "before"), GROUP)
+    first = host.run(prompt, timeout=180)
+    assert first.status == "success", first.error
+    [want] = saved(host, first, "14")
+    assert len(sim.native_prompts()) == 1
+    host.restart()
+    second = host.run(prompt, timeout=180)
+    assert second.status == "success", second.error
+    [got] = saved(host, second, "14")
+    assert np.array_equal(got, want)
+    assert len(sim.native_prompts()) == 1 and sim.count("native/upload") >= 1
+    host.stop()
