@@ -2,7 +2,7 @@
 Group): inputs → remote prompt → check → upload → submit and wait → outputs.
 
 1. `encode_inputs`: IMAGE inputs become PNG files (media/, exact for 8-bit pixels), MASK
-   inputs PNG files the remote Load Image (as Mask) reads back exactly (grayscale read as
+   inputs PNG files the remote Load Image (as Mask) reads back exactly (grey read as
    red, or the alpha of Load Image's own masks); every file is named by its content hash. STRING, INT, FLOAT, BOOLEAN and combo
    values are written into the prompt.
 2. `group_prompt.remote_prompt` adds the load and output nodes; `remote_check` compares it with
@@ -97,8 +97,9 @@ def _mask_pngs(mask: Any, where: str) -> tuple[list[bytes], str]:
     """PNG files of a mask and the channel the remote reads it from. Two 8-bit forms exist,
     and ComfyUI makes both: k/255 (e.g. Convert Image to Mask) and 1 - k/255 (Load Image's
     mask from alpha), which differ in float32. The form that gives back exactly the same
-    values is chosen: `red` (a grayscale PNG; Load Image (as Mask), channel red) or, for a
-    single mask, `alpha` (the PNG's alpha; channel alpha computes 1 - alpha as Load Image does)."""
+    values is chosen: `red` (the mask in red, green and blue; Load Image (as Mask), channel
+    red) or, for a single mask, `alpha` (the PNG's alpha; channel alpha computes 1 - alpha as
+    Load Image does)."""
     if not isinstance(mask, torch.Tensor) or mask.ndim not in (2, 3) or 0 in mask.shape:
         shape = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
         raise GroupError(f"{where}: expected a MASK [batch, height, width], got {shape}.")
@@ -109,9 +110,10 @@ def _mask_pngs(mask: Any, where: str) -> tuple[list[bytes], str]:
     if mask.shape[0] == 1 and not torch.equal(red.float() / 255.0, values):
         alpha = to_uint8(1.0 - values)
         if torch.equal(1.0 - alpha.float() / 255.0, values):
-            la = torch.stack((torch.zeros_like(alpha[0]), alpha[0]), dim=-1)
-            return [encode_png(la.numpy())], "alpha"
-    return [encode_png(item.numpy()) for item in red], "red"  # grayscale: red = green = blue = mask
+            zero = torch.zeros_like(alpha[0])
+            return [encode_png(torch.stack((zero, zero, zero, alpha[0]), dim=-1).numpy())], "alpha"
+    # RGB and RGBA only: ComfyUI 0.33's Load Image decodes through PyAV, which refuses gray + alpha PNGs
+    return [encode_png(item.unsqueeze(-1).expand(-1, -1, 3).contiguous().numpy()) for item in red], "red"
 
 
 def prepare(spec: GroupSpec, values: Mapping[str, Any]) -> PreparedGroup:

@@ -160,21 +160,25 @@ def test_masks_text_and_numbers_cross_the_border(host, sim):
         "13": {"class_type": "MaskToImage", "inputs": {"mask": ["8", 0]}},
         "14": {"class_type": "SaveImage", "inputs": {"images": ["13", 0], "filename_prefix": "g-green"}},
         "15": {"class_type": "PreviewAny", "inputs": {"source": ["7", 0]}},
+        "16": {"class_type": "ImageToMask", "inputs": {"image": ["1", 0], "channel": "blue"}},  # k/255 values
+        "17": {"class_type": "GrowMask", "inputs": {"mask": ["16", 0], "expand": -1, "tapered_corners": False}},
+        "18": {"class_type": "MaskToImage", "inputs": {"mask": ["17", 0]}},
+        "19": {"class_type": "SaveImage", "inputs": {"images": ["18", 0], "filename_prefix": "g-shrunk"}},
     }
     local = host.run(graph, timeout=120)
     assert local.status == "success", local.error
-    prompt, [info] = converted(host, graph, {"title": "Masks", "node_ids": ["5", "6", "7", "8"]})
-    assert [(i["type"]) for i in info["inputs"]] == ["IMAGE", "INT", "MASK", "STRING"]
-    assert [(o["type"]) for o in info["outputs"]] == ["IMAGE", "MASK", "MASK", "STRING"]
+    prompt, [info] = converted(host, graph, {"title": "Masks", "node_ids": ["5", "6", "7", "8", "17"]})
+    assert [(i["type"]) for i in info["inputs"]] == ["IMAGE", "INT", "MASK", "STRING", "MASK"]
+    assert [(o["type"]) for o in info["outputs"]] == ["IMAGE", "MASK", "MASK", "STRING", "MASK"]
     remote = host.run(prompt, timeout=180)
-    assert remote.status == "success", remote.error
-    for node_id in ("10", "12", "14"):
+    assert remote.status == "success", (remote.error or {}).get("exception_message")
+    for node_id in ("10", "12", "14", "19"):
         [want] = saved(host, local, node_id)
         [got] = saved(host, remote, node_id)
         assert np.array_equal(got, want), node_id
     assert saved(host, local, "12")[0].any()  # the grown mask is not empty
     assert remote.outputs["15"]["text"] == local.outputs["15"]["text"] == ["hello, world"]
-    assert len(sim.native_prompts()) == 1 and sim.count("native/upload") == 2
+    assert len(sim.native_prompts()) == 1 and sim.count("native/upload") == 3
 
 
 def test_missing_node_class_and_model_file_fail_before_anything_is_billed(host, sim):

@@ -39,10 +39,11 @@ def test_a_mask_goes_up_in_the_form_that_comes_back_exact():
     as_image = k / 255.0  # Convert Image to Mask's values
     as_alpha = 1.0 - k / 255.0  # Load Image's mask (1 - alpha)
     [red], ch_red = gr._mask_pngs(as_image, "w")
-    assert ch_red == "red" and torch.equal(torch.from_numpy(png_pixels(red).astype(np.float32)) / 255.0, as_image)
+    assert ch_red == "red" and torch.equal(torch.from_numpy(png_pixels(red)[..., 0].astype(np.float32)) / 255.0,
+                                           as_image)
     [alpha], ch_alpha = gr._mask_pngs(as_alpha, "w")
     assert ch_alpha == "alpha"
-    a = png_pixels(alpha)[..., 1]
+    a = png_pixels(alpha)[..., 3]
     assert torch.equal(1.0 - torch.from_numpy(a.astype(np.float32)) / 255.0, as_alpha)
     prepared = gr.prepare(spec(["MASK"]), {"in_0": as_alpha.unsqueeze(0)})
     [load] = [n for n in prepared.planned.prompt.values() if n["class_type"] == "LoadImageMask"]
