@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from support import secret_scan
-from support.simulator import Simulator
+from support.simulator import Simulator, random_keys
 
 pytestmark = pytest.mark.e2e
 
@@ -224,3 +224,63 @@ def test_after_a_restart_the_same_group_reuses_its_remote_prompt(sim, comfy_host
     assert np.array_equal(got, want)
     assert len(sim.native_prompts()) == 1 and sim.count("native/upload") >= 1
     host.stop()
+
+
+def test_a_refused_key_is_named_by_its_last_four_only(host, sim):
+    """Every URL of the native endpoint holds the key: a key the remote refuses fails the group
+    with an error naming the site, and the key is in no error, history or log."""
+    [unknown] = random_keys(1)
+    saved_profile = host.post("/runninghub/profiles/stranger", json={"site": "custom", "base_url": sim.base_url,
+                                                                     "keys": [unknown]})
+    assert saved_profile.status_code == 200, saved_profile.text
+    image = local_image(host, 24)
+    prompt, [info] = converted(host, chain(image, "refused"), {**GROUP, "account": "stranger"})
+    result = host.run(prompt, timeout=120)
+    assert result.status == "error"
+    message = result.error["exception_message"]
+    assert "127.0.0.1" in message and unknown not in message
+    assert len(sim.native_prompts()) == 0
+    no_key_in(sim, message, json.dumps(result.history), host.log_text())
+    assert not secret_scan.leaks(message + json.dumps(result.history) + host.log_text(), [unknown])
+
+
+def slow_chain(image: str) -> dict:
+    """LoadImage(10) → [ImageScale to 2048² (11) → ImageBlur ×4 (12…15)] → SaveImage(16): some
+    seconds of CPU on the remote, with a node boundary (where ComfyUI interrupts) every second or so."""
+    graph = {
+        "10": {"class_type": "LoadImage", "inputs": {"image": image}},
+        "11": {"class_type": "ImageScale", "inputs": {"image": ["10", 0], "upscale_method": "bicubic", "width": 2048,
+                                                       "height": 2048, "crop": "disabled"}},
+    }
+    for k in range(12, 16):
+        graph[str(k)] = {"class_type": "ImageBlur", "inputs": {"image": [str(k - 1), 0], "blur_radius": 12,
+                                                                "sigma": 4.0}}
+    graph["16"] = {"class_type": "SaveImage", "inputs": {"images": ["15", 0], "filename_prefix": "slow"}}
+    return graph
+
+
+def test_cancel_interrupts_the_remote_prompt_once(host, sim, plain_comfy):
+    image = local_image(host, 25)
+    prompt, [info] = converted(host, slow_chain(image), {"title": "Slow", "node_ids": [str(k) for k in range(11, 16)]})
+    gid = info["node_id"]
+    sent = []
+
+    def on_event(event):
+        data = event.data if isinstance(event.data, dict) else {}
+        if (event.type == "runninghub.status" and data.get("node") == gid and data.get("state") == "RUNNING"
+                and not sent):
+            sent.append(True)
+            host.interrupt()
+
+    result = host.run(prompt, timeout=180, on_event=on_event)
+    assert sent and result.status == "interrupted", (result.status, result.error)
+    assert sim.count("native/interrupt") == 1  # running: one interrupt, no queue delete
+    [task] = sim.native_prompts()
+    ended = sim.wait_for(lambda: (t := sim.native_prompts()[0])["finished"] and t, timeout=60, interval=0.2)
+    assert ended["consumeCoins"] == 0  # an interrupted prompt is not billed
+    remote = sim.wait_for(lambda: plain_comfy.history(task["promptId"]), timeout=60, interval=0.2)
+    assert remote["status"]["status_str"] == "error"  # how ComfyUI files an interrupted prompt
+    assert any(m[0] == "execution_interrupted" for m in remote["status"]["messages"])
+    assert not remote.get("outputs")  # the remote Save Image never ran
+    events = statuses(result, gid)
+    assert events[-1]["state"] == "CANCEL", events[-1]
