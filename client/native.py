@@ -47,7 +47,7 @@ from .credentials import ApiKey
 from .downloads import DEFAULT_MAX_BYTES, download_to
 from .errors import (AuthError, CapacityError, InsufficientFundsError, ProtocolError, RunningHubError,
                      SubmissionUncertainError, TransportError, ValidationFailedError)
-from .redact import guard_loggers, scrub, scrub_tree
+from .redact import guard_loggers, remember_secret, scrub, scrub_tree
 from .retry import Attempts, RetryPolicy, parse_retry_after
 from .sites import Site
 from .stop import pause, shielded
@@ -170,6 +170,7 @@ class NativeClient:
     def __init__(self, site: Site, key: ApiKey, *, timeouts: Timeouts | None = None,
                  retry: RetryPolicy | None = None, session: requests.Session | None = None,
                  sleep: Callable[[float], None] = time.sleep, lookup_delays: tuple[float, ...] = LOOKUP_DELAYS):
+        remember_secret(key.secret)  # an ApiKey did already; a URL holding it is scrubbed from now on
         guard_loggers()
         self.site = site
         self.key = key

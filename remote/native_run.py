@@ -27,8 +27,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 import time
 import uuid
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
 
@@ -54,6 +56,7 @@ SOCKET_WAIT = 2.0  # seconds to wait for the /ws before submitting (then poll in
 UNKNOWN_LIMIT = 3  # polls in a row that find the prompt nowhere before giving up on it
 MAX_TRACEBACK_LINES = 6
 _shared: dict[tuple[str, str], NativeClient] = {}
+_shared_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -100,18 +103,20 @@ def shared_native(client: Any) -> NativeClient:
     if isinstance(client, NativeClient):
         return client
     ident = (client.site.base_url, hashlib.sha256(client.key.secret.encode()).hexdigest())
-    native = _shared.get(ident)
-    if native is None:
-        native = _shared[ident] = NativeClient(client.site, client.key)
-    return native
+    with _shared_lock:
+        native = _shared.get(ident)
+        if native is None:
+            native = _shared[ident] = NativeClient(client.site, client.key)
+        return native
 
 
 def fingerprint_for(site_url: str, journal: RunJournal, prompt: Mapping[str, Any],
                     parts: Mapping[str, Any] | None) -> RunFingerprint:
-    """What makes two native runs the same: the prompt itself (uploaded inputs by name),
-    the caller's parts (e.g. the group's title), account, seed and list item."""
-    canonical = json.dumps({"prompt": prompt, "parts": dict(parts or {})}, sort_keys=True, ensure_ascii=True,
-                           default=repr)
+    """What makes two native runs the same: the caller's `parts` when given (it knows what
+    matters: e.g. the prompt with uploads named by content hash, whatever the remote named
+    them), else the prompt itself; plus account, seed and list item."""
+    basis = {"parts": dict(parts)} if parts else {"prompt": prompt}
+    canonical = json.dumps(basis, sort_keys=True, ensure_ascii=True, default=repr)
     digest = hashlib.sha256(canonical.encode()).hexdigest()[:24]  # not 32: that would look like a key
     return RunFingerprint.of(site=site_url, account=journal.account, kind=KIND, workflow_id=f"prompt {digest}",
                              instance_type=KIND, overrides=(), seed=journal.seed, run_index=journal.run_index)
@@ -160,7 +165,7 @@ class _Record:
 
     def turn(self, should_stop):
         if self.run is None:
-            return _nothing()
+            return nullcontext()
         return self.run.turn(should_stop)
 
     def earlier(self) -> LedgerEntry | None:
@@ -220,14 +225,6 @@ class _Record:
             raise
         self.finished("SUCCESS", outputs=result.outputs)
         return result
-
-
-class _nothing:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 # -- deciding from /history ------------------------------------------------------------------
@@ -360,6 +357,8 @@ class _Follow:
     def next_interval(self) -> float:
         if self.failures:
             return self.policy.outage.delay(self.failures)
+        if self.ended_seen:  # the socket said it ended: its history is due any moment
+            return self.policy.fast_interval
         self.interval = self.policy.next_interval(self.clock() - self.phase_started, self.interval)
         return self.interval
 
@@ -442,39 +441,48 @@ class _Follow:
     # -- cancel -----------------------------------------------------------------------------
 
     def cancel(self) -> WaitInterrupted:
-        """The run stopped: one interrupt (running) or one queue delete (queued); nothing
-        when it already ended; left running at a shutdown that says so."""
-        pid, site = self.prompt_id, self.native.site.name
+        """The run stopped: stop the prompt (`stop_prompt`), or leave it running at a
+        shutdown that says so."""
         if tasks_left_running():
-            log.warning("shutting down: native prompt %s left running (queue the same graph again to re-attach)", pid)
-            return WaitInterrupted(f"ComfyUI is shutting down; RunningHub prompt {pid} was left running.",
-                                   task_id=pid, site=site)
-        with shielded():
+            log.warning("shutting down: native prompt %s left running (queue the same graph again to re-attach)",
+                        self.prompt_id)
+            return WaitInterrupted(f"ComfyUI is shutting down; RunningHub prompt {self.prompt_id} was left running.",
+                                   task_id=self.prompt_id, site=self.native.site.name)
+        try:
+            text = stop_prompt(self.native, self.prompt_id, assumed=Place(self.state))
+        except RunningHubError as exc:
+            log.warning("cancel of prompt %s failed: %s", self.prompt_id, exc)
+            return WaitInterrupted(f"Interrupted. Stopping RunningHub prompt {self.prompt_id} failed ({exc}); it may "
+                                   f"run on and bill: check {self.native.site.host}.", task_id=self.prompt_id,
+                                   site=self.native.site.name)
+        return WaitInterrupted(f"Interrupted; {text}", task_id=self.prompt_id, site=self.native.site.name)
+
+
+def stop_prompt(native: NativeClient, prompt_id: str, *, assumed: Place = Place.RUNNING) -> str:
+    """Stop one prompt with as few calls as it takes: one interrupt when it runs, one queue
+    delete when it is still queued (and the interrupt after all when it started meanwhile),
+    nothing when it already ended. `assumed` is where it is when the remote cannot say.
+    Returns what was done, as text; RunningHubError when a call failed. Not stopped by the
+    run's stop (the task panel's cancel can use it too)."""
+    with shielded():
+        try:
+            place = native.find(prompt_id).place
+        except RunningHubError as exc:
+            log.info("prompt %s: where it is is unknown (%s); stopping it as %s", prompt_id, type(exc).__name__,
+                     assumed.value.lower())
+            place = assumed
+        if place is Place.QUEUED:
+            native.delete(prompt_id)
             try:
-                place = self.native.find(pid).place
-            except RunningHubError as exc:
-                log.info("prompt %s: where it is is unknown (%s); cancelling as %s", pid, type(exc).__name__,
-                         self.state.lower())
-                place = Place(self.state)
-            try:
-                if place is Place.QUEUED:
-                    self.native.delete(pid)
-                    try:
-                        place = self.native.find(pid).place  # it may have started meanwhile
-                    except RunningHubError:
-                        place = Place.UNKNOWN
-                    if place is not Place.RUNNING:
-                        return WaitInterrupted(f"Interrupted; RunningHub prompt {pid} was taken off the remote "
-                                               "queue before it ran.", task_id=pid, site=site)
-                if place is Place.RUNNING:
-                    self.native.interrupt(pid)
-                    return WaitInterrupted(f"Interrupted; RunningHub prompt {pid} was interrupted on the remote "
-                                           "ComfyUI.", task_id=pid, site=site)
-            except RunningHubError as exc:
-                log.warning("cancel of prompt %s failed: %s", pid, exc)
-                return WaitInterrupted(f"Interrupted. Stopping RunningHub prompt {pid} failed ({exc}); it may run "
-                                       f"on and bill: check {self.native.site.host}.", task_id=pid, site=site)
-        return WaitInterrupted(f"Interrupted; RunningHub prompt {pid} had already ended.", task_id=pid, site=site)
+                place = native.find(prompt_id).place  # it may have started meanwhile
+            except RunningHubError:
+                place = Place.UNKNOWN
+            if place is not Place.RUNNING:
+                return f"RunningHub prompt {prompt_id} was taken off the remote queue before it ran."
+        if place is Place.RUNNING:
+            native.interrupt(prompt_id)
+            return f"RunningHub prompt {prompt_id} was interrupted on the remote ComfyUI."
+    return f"RunningHub prompt {prompt_id} had already ended."
 
 
 # -- the run -------------------------------------------------------------------------------------
