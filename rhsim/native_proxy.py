@@ -24,6 +24,7 @@ from .app import SimApp
 from .bodies import read_body
 from .executors.comfyui import ComfyUIError, file_refs
 from .native_prompts import NativePrompts, Refused, error_body
+from .native_ws import relay_socket
 from .protocol import redact
 from .replies import json_reply, send
 
@@ -38,7 +39,7 @@ ANNOTATION = re.compile(r"^(.*) \[(input|output|temp)\]$")
 ROUTES = {
     ("GET", "object_info"): "native/object_info",
     ("GET", "object_info/*"): "native/object_info",
-    ("GET", "prompt"): "native/prompt",
+    ("GET", "prompt"): "native/queue",  # ComfyUI's queue size; native/prompt counts submissions only
     ("POST", "prompt"): "native/prompt",
     ("GET", "history"): "native/history",
     ("GET", "history/*"): "native/history",
@@ -159,7 +160,7 @@ async def handle_native(request: web.Request, app: SimApp, proxy: NativeProxy | 
     app.count(endpoint or "native/unmatched", key if account else None)
     if account is None:
         await read_body(request)
-        log.info("native %s %s refused: unknown key %s (401)", request.method, rest, redact(key))
+        log.info("native %s refused: unknown key %s (401)", endpoint or "request", redact(key))
         return json_reply(401, error_body("invalid_api_key", "the API key in the URL is not valid for this site"))
     if endpoint is None or not method_ok:
         await read_body(request)
@@ -167,8 +168,6 @@ async def handle_native(request: web.Request, app: SimApp, proxy: NativeProxy | 
             return json_reply(404, error_body("not_found", f"no route {request.method} /{rest} on the native endpoint"))
         return json_reply(405, error_body("method_not_allowed", f"{request.method} is not allowed on /{rest}"))
     if endpoint == "native/ws":
-        from .native_ws import relay_socket
-
         return await relay_socket(request, proxy, account)
     limit = int(app.settings.max_upload_mb * 1024 * 1024) + (1 << 20) if endpoint == "native/upload" else None
     raw = await read_body(request, limit)
@@ -181,7 +180,8 @@ async def handle_native(request: web.Request, app: SimApp, proxy: NativeProxy | 
         log.error("native %s for key %s: %s", rest, redact(account.key), exc)
         status, headers, body = _error(502, "backend_unreachable", "the ComfyUI behind the endpoint does not answer")
     log.info("native %s /%s key=%s -> %d", request.method, rest, redact(account.key), status)
-    headers = {k: v for k, v in headers.items() if k in PASS_HEADERS}
+    wanted = {h.lower(): h for h in PASS_HEADERS}
+    headers = {wanted[k.lower()]: v for k, v in headers.items() if k.lower() in wanted}
     content_type = headers.pop("Content-Type", "application/octet-stream")
     return await send(request, status, body, content_type, headers, fault=fault, envelope=app.finish)
 

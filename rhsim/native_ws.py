@@ -26,16 +26,18 @@ log = logging.getLogger("rhsim.native.ws")
 
 
 async def relay_socket(request: web.Request, proxy, account) -> web.StreamResponse:
+    socket = web.WebSocketResponse(autoping=True)
+    if not socket.can_prepare(request).ok:
+        return json_reply(400, error_body("not_a_websocket", "this route expects a websocket upgrade"))
     client_id = request.query.get("clientId") or uuid.uuid4().hex
     url = proxy.executor.ws_url(proxy.prompts.upstream_client_id(account.key, client_id))
-    session = aiohttp.ClientSession()
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
     try:
         upstream = await session.ws_connect(url, timeout=aiohttp.ClientWSTimeout(ws_close=5.0))
     except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
         await session.close()
         log.error("native socket for key %s: upstream ComfyUI socket failed: %s", redact(account.key), exc)
         return json_reply(502, error_body("backend_unreachable", "the ComfyUI behind the endpoint does not answer"))
-    socket = web.WebSocketResponse(autoping=True)
     await socket.prepare(request)
     request.app[OPEN_SOCKETS].add(socket)
     log.info("native socket opened for key %s", redact(account.key))

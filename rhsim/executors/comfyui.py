@@ -130,7 +130,7 @@ class ComfyUIExecutor(Executor):
         try:
             remote_graph = self._upload_inputs(graph, storage or self.storage)
             status, reply = self.json_call("POST", "/prompt", {"prompt": remote_graph, "client_id": client_id,
-                                                           "prompt_id": prompt_id})
+                                                               "prompt_id": prompt_id})
         except ComfyUIError as exc:
             relay.stop()
             log.error("task %s: %s", task_id, exc)

@@ -176,17 +176,16 @@ def test_a_prompt_runs_and_history_and_view_give_the_real_output(nsim):
     assert nsim.native_prompts(nsim.keys[1]) == []
 
 
-def test_comfyuis_own_400_passes_through_and_nothing_is_billed(nsim):
+def test_comfyuis_own_400_passes_through_and_nothing_is_billed(nsim, plain_comfy):
     base = nsim.proxy_url(nsim.keys[0])
-    reply = submit(base, {"1": {"class_type": "NoSuchNodeAnywhere", "inputs": {}}})
-    assert reply.status_code == 400
-    body = reply.json()
-    assert body["error"]["type"] == "invalid_prompt" and "node_errors" in body
-    assert nsim.native_prompts() == []
-    reply = submit(base, {"1": {"class_type": "EmptyImage", "inputs": {"width": "wide", "height": 8,
-                                                                       "batch_size": 1, "color": 0}},
-                          "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "x"}}})
-    assert reply.status_code == 400 and "1" in reply.json()["node_errors"]
+    for graph in ({"1": {"class_type": "NoSuchNodeAnywhere", "inputs": {}}},
+                  {"1": {"class_type": "EmptyImage", "inputs": {"width": "wide", "height": 8, "batch_size": 1,
+                                                                "color": 0}},
+                   "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "x"}}}):
+        reply, direct = submit(base, graph), submit(plain_comfy.base_url, graph)
+        assert reply.status_code == direct.status_code == 400
+        assert reply.json() == direct.json() and "node_errors" in reply.json()  # unchanged
+    assert "1" in reply.json()["node_errors"]
     assert nsim.native_prompts() == []
 
 
@@ -300,6 +299,38 @@ def test_concurrency_delete_interrupt_and_key_isolation(nsim):
     assert nsim.native_prompts(nsim.keys[1]) == []
 
 
+def test_the_owners_global_interrupt_and_clear_act_on_its_own_prompts(nsim):
+    """ComfyUI's global forms: `POST /interrupt {}` interrupts the key's own running prompt,
+    `POST /queue {"clear": true}` deletes its own pending ones; another key's prompt runs on."""
+    mine, other = (nsim.proxy_url(k) for k in nsim.keys)
+    nsim.configure(concurrency=3)
+    running = submit(mine, slow_graph(), "c").json()["prompt_id"]
+    pending = [submit(mine, slow_graph(), "c").json()["prompt_id"] for _ in range(2)]
+    others = submit(other, slow_graph(1), "c").json()["prompt_id"]
+    nsim.wait_for(lambda: queue_ids(mine, "queue_running") == [running], timeout=30, interval=0.05)
+    assert requests.post(mine + "/queue", json={"clear": True}, timeout=30).status_code == 200
+    assert queue_ids(mine, "queue_pending") == [] and queue_ids(other, "queue_pending") == [others]
+    assert requests.post(mine + "/interrupt", json={}, timeout=30).status_code == 200
+    assert "execution_interrupted" in [n for n, _d in wait_history(nsim, mine, running, 60)["status"]["messages"]]
+    assert wait_history(nsim, other, others)["status"]["status_str"] == "success"
+    tasks = nsim.wait_for(lambda: (t := {x["promptId"]: x for x in nsim.native_prompts()})
+                          and all(x["status"] != "RUNNING" for x in t.values()) and t, timeout=10)
+    assert [tasks[p]["cancelled"] for p in (running, *pending, others)] == [True, True, True, False]
+    assert [tasks[p]["consumeCoins"] for p in (running, *pending, others)] == [0, 0, 0, 17]
+
+
+def test_duplicate_prompt_id_and_plain_get_on_ws(nsim):
+    base = nsim.proxy_url(nsim.keys[0])
+    prompt_id = str(uuid.uuid4())
+    assert submit(base, slow_graph(1), "c", prompt_id).status_code == 200
+    again = submit(nsim.proxy_url(nsim.keys[1]), slow_graph(1), "c", prompt_id)
+    assert again.status_code == 400 and again.json()["error"]["type"] == "duplicate_prompt_id"
+    assert wait_history(nsim, base, prompt_id)["status"]["status_str"] == "success"
+    assert history(nsim.proxy_url(nsim.keys[1]), prompt_id) == {}
+    plain = requests.get(base + "/ws?clientId=x", timeout=10)
+    assert plain.status_code == 400 and plain.json()["error"]["type"] == "not_a_websocket"
+
+
 def test_a_lost_prompt_reply_leaves_the_prompt_findable(nsim):
     """A fault after the prompt was queued (the reply never arrives): the client finds its own
     prompt_id in /queue or /history instead of submitting again."""
@@ -323,3 +354,4 @@ def test_the_key_never_reaches_the_log(native_sim, plain_comfy):
         assert key not in log
         assert key not in requests.get(plain_comfy.base_url + "/history", timeout=30).text
     assert "native prompt" in log  # the log does talk about the endpoint
+    assert "Traceback" not in log and "internal error" not in log
