@@ -1,6 +1,7 @@
 """Every benchmark in one run (`make bench`): chain_overhead, notice_latency, fanout,
 fetch_decode and cancel_latency against one simulator on loopback and one real ComfyUI
-with the pack (a pool of 4 keys × 2 slots). Prints one `BENCH ...` line per benchmark with its table, then
+with the pack (a pool of 4 keys × 2 slots); offload_overhead with a simulator of its own in
+front of a second, plain ComfyUI. Prints one `BENCH ...` line per benchmark with its table, then
 a summary. Nothing passes or fails on time; a benchmark that breaks is reported and the
 others still run (exit status 1 then).
 
@@ -19,9 +20,10 @@ import chain_overhead
 import fanout
 import fetch_decode
 import notice_latency
+import offload_overhead
 from common import bench_simulator, comfy_with_pack, machine
 
-NAMES = ["chain_overhead", "notice_latency", "fanout", "fetch_decode", "cancel_latency"]
+NAMES = ["chain_overhead", "notice_latency", "fanout", "fetch_decode", "cancel_latency", "offload_overhead"]
 
 
 def main() -> int:
@@ -34,7 +36,7 @@ def main() -> int:
     lines, failed = {}, []
     started = time.monotonic()
     with bench_simulator(key_count=4, concurrency=fanout.SLOTS) as sim:
-        needs_host = [n for n in args.only if n != "fetch_decode"]
+        needs_host = [n for n in args.only if n not in ("fetch_decode", "offload_overhead")]
         host_cm = comfy_with_pack(sim, sim.keys) if needs_host else None
         host = host_cm.__enter__() if host_cm else None
         try:
@@ -50,6 +52,8 @@ def main() -> int:
                         lines[name] = fanout.run(sim, host)
                     elif name == "cancel_latency":
                         lines[name] = cancel_latency.run(sim, host)
+                    elif name == "offload_overhead":
+                        lines[name] = offload_overhead.run_own()
                     else:
                         lines[name] = fetch_decode.run(sim)
                 except Exception:  # noqa: BLE001 - report and go on with the others

@@ -13,4 +13,5 @@ Modules, one reason each:
   overrides    nodeInfoList entries and their check against an API-format workflow
   downloads    streamed, capped, retried downloads of untrusted output URLs
   pool         the key pool: which key gets a new task, waiting for capacity (415/421/814)
+  native       ComfyUI's own API at {site}/proxy/{key} (the native endpoint): every URL a secret
 """

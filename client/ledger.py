@@ -286,8 +286,9 @@ class TaskLedger:
     # -- writing ----------------------------------------------------------------------------
 
     def begin(self, fingerprint: RunFingerprint, *, key_hint: str | None = None, prompt_id: str | None = None,
-              node_id: str | None = None) -> int:
-        """Record a run about to send its create; returns the entry number."""
+              node_id: str | None = None, task_id: str | None = None) -> int:
+        """Record a run about to send its create; returns the entry number. `task_id` when
+        the id is chosen before sending (a native prompt's client-chosen prompt id)."""
         now = self._clock()
         if now - self._pruned_at > PRUNE_EVERY:
             self.prune()
@@ -296,10 +297,10 @@ class TaskLedger:
         with self._transaction() as conn:
             cur = conn.execute(
                 "INSERT INTO tasks (fingerprint, site, account, kind, workflow_id, instance_type, seed, overrides,"
-                " key_hint, status, prompt_id, node_id, owner, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " task_id, key_hint, status, prompt_id, node_id, owner, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (fp.digest(), fp.site, fp.account, fp.kind, fp.workflow_id, fp.instance_type, str(fp.seed),
-                 overrides, key_hint, SUBMITTING, prompt_id, node_id, self.owner, now, now))
+                 overrides, task_id, key_hint, SUBMITTING, prompt_id, node_id, self.owner, now, now))
             entry = int(cur.lastrowid)
         self._changed(entry)
         return entry
@@ -311,12 +312,14 @@ class TaskLedger:
         """A state change seen while waiting (not for finished states: see finished)."""
         self._update(entry, status=status, only_if_waiting=True)
 
-    def finished(self, entry: int, status: str, *, result: TaskResult | None = None, message: str = "") -> None:
+    def finished(self, entry: int, status: str, *, result: TaskResult | None = None, message: str = "",
+                 outputs: list[dict] | None = None) -> None:
+        """`result` for a task; `outputs` (a list of `{url, file_type, node_id, ...}`, the
+        shape the task panel reads) for results that are not a TaskResult (native prompts)."""
         cost = result.cost.describe() if result is not None else None
-        outputs = None
         if result is not None:
-            outputs = json.dumps([{"url": o.url, "file_type": o.file_type, "node_id": o.node_id}
-                                  for o in result.outputs], ensure_ascii=False)
+            outputs = [{"url": o.url, "file_type": o.file_type, "node_id": o.node_id} for o in result.outputs]
+        outputs = json.dumps(outputs, ensure_ascii=False) if outputs is not None else None
         self._update(entry, status=status, cost=cost, outputs=outputs, message=message[:2000] or None,
                      finished_at=self._clock())
 

@@ -252,6 +252,12 @@ class KeyPool:
                     raise
                 self._remove(slot, exc, on_warning)
 
+    def clients(self) -> list[RunningHubClient]:
+        """The client of every key, in the pool's order (removed keys included): for calls
+        that must find which key owns something (a native prompt after a restart)."""
+        with self._cond:
+            return [s.client for s in self._slots]
+
     def client_for_task(self, task_id: str, key_hint: str | None = None) -> RunningHubClient:
         """The client of the key that created `task_id`: remembered for tasks created
         through this pool, or the key ending as `key_hint` (the task ledger keeps it across

@@ -8,6 +8,7 @@ man in the middle) may echo a key, or a long part of it, back in a message.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Iterable
@@ -95,3 +96,52 @@ def _run_end(lower_text: str, start: int, lower_key: str) -> int:
     while end < len(lower_text) and lower_text[start:end + 1] in lower_key:
         end += 1
     return end
+
+
+# -- logging: records of libraries that print URLs ------------------------------------------
+
+#: Loggers that print request URLs (urllib3's DEBUG log: `"POST /proxy/<key>/prompt HTTP/1.1"`),
+#: or exception texts holding them. Names below a prefix that exist when `guard_loggers`
+#: runs get the filter too: a logger's filters apply only to records logged on it.
+URL_LOGGERS = ("urllib3", "urllib3.connectionpool", "urllib3.connection", "urllib3.poolmanager",
+               "urllib3.response", "urllib3.util.retry", "requests", "aiohttp", "aiohttp.client",
+               "aiohttp.websocket", "aiohttp.internal", "asyncio", "websocket", "runninghub_bridge",
+               "runninghub_bridge.client", "runninghub_bridge.remote", "runninghub_bridge.host",
+               "runninghub_bridge.nodes")
+
+
+class ScrubFilter(logging.Filter):
+    """Rewrites a record whose text holds a known key (its message with the arguments
+    filled in, its traceback, its stack) with the key replaced; lets every record through."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not _grams:
+            return True
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a broken record is the logging module's to report
+            return True
+        clean = scrub(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = scrub(logging.Formatter().formatException(record.exc_info))
+        elif record.exc_text:
+            record.exc_text = scrub(record.exc_text)
+        if record.stack_info:
+            record.stack_info = scrub(record.stack_info)
+        return True
+
+
+_FILTER = ScrubFilter()
+
+
+def guard_loggers(names: Iterable[str] = URL_LOGGERS) -> None:
+    """Put the scrub filter on `names` and on every existing logger below them (idempotent)."""
+    wanted = tuple(names)
+    existing = [n for n in list(logging.Logger.manager.loggerDict)
+                if any(n == w or n.startswith(w + ".") for w in wanted)]
+    for name in dict.fromkeys((*wanted, *existing)):
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)

@@ -23,6 +23,7 @@ import contextvars
 import json
 import logging
 import threading
+import time
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
@@ -78,6 +79,7 @@ class TaskSocket:
         self._news = threading.Event()
         self._closed = threading.Event()
         self._connected = False
+        self._ever_connected = threading.Event()
         self._gave_up = False
         self._thread: threading.Thread | None = None
 
@@ -110,6 +112,17 @@ class TaskSocket:
     @property
     def gave_up(self) -> bool:
         return self._gave_up
+
+    def wait_connected(self, timeout: float) -> bool:
+        """Block until the socket is connected and heard its first message (ComfyUI's
+        `status`, sent once the server has registered the client: True), it gave up, or
+        `timeout` s passed. A ComfyUI sends a client's messages only while it is connected:
+        open the socket and wait for it before submitting, so no message is missed."""
+        deadline = time.monotonic() + timeout
+        while not self._ever_connected.wait(min(CHECK_EVERY, max(0.0, deadline - time.monotonic()))):
+            if time.monotonic() >= deadline or self._gave_up or not (self._thread and self._thread.is_alive()):
+                return self._ever_connected.is_set()
+        return True
 
     def wait_for_news(self, timeout: float) -> bool:
         """Sleep up to `timeout` s; True (at once) when a message came since the last call."""
@@ -192,6 +205,7 @@ class TaskSocket:
         with self._lock:
             self._progress = follow(self._progress, msg, self.workflow)
             ended = self._progress.ended is not None and self._progress.node_id is None
+        self._ever_connected.set()
         self._news.set()
         return ended
 

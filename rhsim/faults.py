@@ -42,6 +42,15 @@ ENDPOINTS = {
     "v2/query": "/openapi/v2/query",
     "v2/upload": "/openapi/v2/media/upload/binary",
     "files": "/rh-resource-models/{token}/output/{name}",  # on the output host
+    # the native ComfyUI endpoint (--comfyui only)
+    "native/prompt": "/proxy/{apiKey}/prompt",
+    "native/history": "/proxy/{apiKey}/history",
+    "native/view": "/proxy/{apiKey}/view",
+    "native/upload": "/proxy/{apiKey}/upload/image",
+    "native/object_info": "/proxy/{apiKey}/object_info",
+    "native/interrupt": "/proxy/{apiKey}/interrupt",
+    "native/queue": "/proxy/{apiKey}/queue",
+    "native/system_stats": "/proxy/{apiKey}/system_stats",
 }
 ANY_API = "*"  # every endpoint except `files`
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 # v1 business codes (all sent with HTTP 200).
@@ -96,3 +97,11 @@ def redact(key: str | None) -> str:
         return "<none>"
     key = str(key)
     return "\u2026" + key[-4:] if len(key) >= 12 else "\u2026"
+
+
+_PROXY_KEY = re.compile(r"^/proxy/([^/]*)")
+
+
+def scrub_path(path: str) -> str:
+    """A request path as it may appear in logs: the native endpoint's key redacted."""
+    return _PROXY_KEY.sub(lambda m: "/proxy/" + redact(m.group(1)), path or "")

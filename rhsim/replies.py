@@ -82,7 +82,7 @@ async def send(request: web.Request, status: int, body: bytes, content_type: str
     the current drift mode wants)."""
     if fault is None:
         return plain(status, body, content_type, headers)
-    log.info("fault %s fired on %s", fault.kind, request.path)
+    log.info("fault %s fired on %s", fault.kind, P.scrub_path(request.path))
     kind, params = fault.kind, fault.params
     if kind in ("reset_before", "reset_after_commit"):
         return reset_connection(request)
@@ -108,7 +108,7 @@ def _replacement(request: web.Request, kind: str, params: dict, body: bytes, env
         if code >= 502:
             page = NGINX_502.replace("502 Bad Gateway", f"{code} {reason(code)}")
             return plain(code, page.encode(), "text/html", extra)
-        return spring_error(code, request.path, extra)
+        return spring_error(code, P.scrub_path(request.path), extra)
     if kind == "malformed_json":
         cut = body[: max(1, len(body) // 2)] if len(body) > 8 else b'{"code": 0, "msg": "succ'
         return plain(200, cut, "application/json")

@@ -20,7 +20,8 @@ from .app import SimApp, v2_error
 from .bodies import bearer, form_text, json_object, parse_multipart, read_body
 from .files import make_files_app
 from .hooks import handle_hook
-from .protocol import ApiError, redact
+from .native_proxy import NATIVE, PREFIX as NATIVE_PREFIX, NativeProxy, handle_native
+from .protocol import ApiError, redact, scrub_path
 from .replies import json_reply, send, spring_error
 from .websocket import handle_ws, track_sockets
 
@@ -52,12 +53,19 @@ def make_api_app(app: SimApp) -> web.Application:
         except (ConnectionError, asyncio.CancelledError):
             raise
         except Exception:  # noqa: BLE001 - a simulator bug must still answer, as a 500 does
-            log.exception("internal error on %s %s", request.method, request.path)
-            return spring_error(500, request.path)
+            log.exception("internal error on %s %s", request.method, scrub_path(request.path))
+            return spring_error(500, scrub_path(request.path))
 
     api.router.add_route("*", "/{tail:.*}", dispatch)
     api.on_response_prepare.append(_server_header)
     track_sockets(api)
+    api[NATIVE] = NativeProxy(app) if app.executor.name == "comfyui" else None
+
+    async def close_native(_api: web.Application) -> None:
+        if _api[NATIVE] is not None:
+            _api[NATIVE].close()
+
+    api.on_cleanup.append(close_native)
     return api
 
 
@@ -71,6 +79,8 @@ async def route(request: web.Request, app: SimApp) -> web.StreamResponse:
         return await handle_hook(request, app)
     if path == "/ws" and request.method == "GET":
         return await handle_ws(request, app)
+    if path.startswith(NATIVE_PREFIX) or path == NATIVE_PREFIX.rstrip("/"):
+        return await handle_native(request, app, request.app[NATIVE])
     if path in V1_ROUTES or path == V1_UPLOAD or V2_RUN_RE.match(path) or path in (V2_QUERY, V2_UPLOAD):
         if request.method != "POST":
             await read_body(request)

@@ -148,6 +148,10 @@ class TaskManager:
         with self.lock:
             return next((t for t in self._tasks.values() if t.client_id == client_id), None)
 
+    def by_prompt_id(self, prompt_id: str) -> Task | None:
+        with self.lock:
+            return next((t for t in self._tasks.values() if t.ctx.prompt_id == prompt_id), None)
+
     def open_count(self, key: str) -> int:
         """Tasks of `key` not finished yet (ComfyUI's `queue_remaining` for its socket)."""
         with self.lock:
@@ -178,6 +182,34 @@ class TaskManager:
             log.info("task %s created for key %s (%s %s)", task.task_id, redact(task.key), task.kind, task.workflow_id)
             self._pump()
             self._wake.notify_all()
+
+    def add_running(self, task: Task) -> None:
+        """Takes a task whose execution is driven from outside (a native-endpoint prompt): it is
+        RUNNING at once (it holds one of the key's slots) and the scheduler never runs it;
+        `finish_external` ends it."""
+        with self.lock:
+            task.status = RUNNING
+            task.started = task.created
+            self._tasks[task.task_id] = task
+            log.info("task %s (%s) taken for key %s", task.task_id, task.kind, redact(task.key))
+
+    def discard(self, task: Task) -> None:
+        """Forgets a task that never became real (its prompt was refused): nothing billed."""
+        with self.lock:
+            self._tasks.pop(task.task_id, None)
+            self._pump()
+            self._wake.notify_all()
+
+    def finish_external(self, task: Task, reason: dict | None, cancelled: bool = False) -> bool:
+        """Ends an `add_running` task: success (billed) when `reason` is None, else FAILED
+        (`cancelled`: interrupted or deleted, as a cancel). False if it had ended already."""
+        with self.lock:
+            if task.status != RUNNING:
+                return False
+            if cancelled:
+                task.cancelled = True
+            self._end(task, [], reason)
+            return True
 
     def cancel(self, task: Task) -> bool:
         with self.lock:
@@ -256,23 +288,27 @@ class TaskManager:
         with self.lock:
             if task.status != RUNNING:  # cancelled meanwhile
                 return
-            # Everything a reader needs is in place before the status changes: handlers read
-            # tasks without the lock.
-            task.finished = time.time()
-            if reason is None:
-                task.outputs = outputs
-                self.on_success(task)
-                task.status = SUCCESS
-                task.feed.succeeded()
-            else:
-                task.failed_reason = reason
-                task.status = FAILED
-                task.feed.failed(reason, task.graph)
-            task.feed.publish(status_message(self.open_count(task.key)))
-            log.info("task %s finished: %s in %.2fs", task.task_id, task.status, task.finished - task.started)
-            self.on_finish(task)
-            self._pump()
-            self._wake.notify_all()
+            self._end(task, outputs, reason)
+
+    def _end(self, task: Task, outputs: list[OutputFile], reason: dict | None) -> None:
+        """SUCCESS (billed) or FAILED, with the final messages (lock held)."""
+        # Everything a reader needs is in place before the status changes: handlers read
+        # tasks without the lock.
+        task.finished = time.time()
+        if reason is None:
+            task.outputs = outputs
+            self.on_success(task)
+            task.status = SUCCESS
+            task.feed.succeeded()
+        else:
+            task.failed_reason = reason
+            task.status = FAILED
+            task.feed.failed(reason, task.graph)
+        task.feed.publish(status_message(self.open_count(task.key)))
+        log.info("task %s finished: %s in %.2fs", task.task_id, task.status, task.finished - task.started)
+        self.on_finish(task)
+        self._pump()
+        self._wake.notify_all()
 
 
 def new_client_id() -> str:

@@ -50,18 +50,24 @@ class ComfyUIExecutor(Executor):
         self._output_nodes: set[str] | None = None
 
     # ------------------------------------------------------------------ HTTP
-    def _request(self, method: str, path: str, *, body: bytes | None = None, headers: dict | None = None,
-                 timeout: float = 30.0) -> tuple[int, bytes]:
+    def exchange(self, method: str, path: str, *, body: bytes | None = None, headers: dict | None = None,
+                 timeout: float = 30.0) -> tuple[int, dict, bytes]:
+        """One request to ComfyUI: (status, reply headers, body); ComfyUIError when unreachable."""
         req = urllib.request.Request(self.base_url + path, data=body, method=method, headers=headers or {})
         try:
             with urllib.request.urlopen(req, timeout=timeout) as reply:
-                return reply.status, reply.read()
+                return reply.status, dict(reply.headers.items()), reply.read()
         except urllib.error.HTTPError as exc:
-            return exc.code, exc.read()
+            return exc.code, dict(exc.headers.items()), exc.read()
         except (urllib.error.URLError, OSError) as exc:
             raise ComfyUIError(f"ComfyUI at {self.base_url} unreachable: {exc}") from exc
 
-    def _json(self, method: str, path: str, payload=None, timeout: float = 30.0):
+    def _request(self, method: str, path: str, *, body: bytes | None = None, headers: dict | None = None,
+                 timeout: float = 30.0) -> tuple[int, bytes]:
+        status, _headers, data = self.exchange(method, path, body=body, headers=headers, timeout=timeout)
+        return status, data
+
+    def json_call(self, method: str, path: str, payload=None, timeout: float = 30.0):
         body = None if payload is None else json.dumps(payload).encode()
         status, data = self._request(method, path, body=body, timeout=timeout,
                                      headers={"Content-Type": "application/json"} if body else {})
@@ -109,7 +115,7 @@ class ComfyUIExecutor(Executor):
     def _outputs_of(self, graph: dict) -> list[str]:
         if self._output_nodes is None:
             try:
-                status, info = self._json("GET", "/object_info", timeout=60)
+                status, info = self.json_call("GET", "/object_info", timeout=60)
                 self._output_nodes = {k for k, v in (info or {}).items() if v.get("output_node")} if status == 200 else set()
             except ComfyUIError:
                 return []
@@ -119,12 +125,12 @@ class ComfyUIExecutor(Executor):
     # ------------------------------------------------------------------ submit
     def submit(self, graph, task_id, client_id, storage=None):
         prompt_id = str(uuid.uuid4())
-        relay = PromptRelay(self._ws_url(client_id), prompt_id, timeout_seconds=self.timeout_seconds)
+        relay = PromptRelay(self.ws_url(client_id), prompt_id, timeout_seconds=self.timeout_seconds)
         relay.start()
         try:
             remote_graph = self._upload_inputs(graph, storage or self.storage)
-            status, reply = self._json("POST", "/prompt", {"prompt": remote_graph, "client_id": client_id,
-                                                           "prompt_id": prompt_id})
+            status, reply = self.json_call("POST", "/prompt", {"prompt": remote_graph, "client_id": client_id,
+                                                               "prompt_id": prompt_id})
         except ComfyUIError as exc:
             relay.stop()
             log.error("task %s: %s", task_id, exc)
@@ -142,7 +148,7 @@ class ComfyUIExecutor(Executor):
         log.info("task %s is ComfyUI prompt %s", task_id, reply["prompt_id"])
         return tips, {"prompt_id": reply["prompt_id"], "relay": relay}
 
-    def _ws_url(self, client_id: str) -> str:
+    def ws_url(self, client_id: str) -> str:
         return self.base_url.replace("http", "ws", 1) + f"/ws?clientId={client_id}"
 
     # ------------------------------------------------------------------ run
@@ -154,7 +160,7 @@ class ComfyUIExecutor(Executor):
             if ctx.cancel_event.is_set():
                 raise Cancelled()
             try:
-                status, history = self._json("GET", f"/history/{prompt_id}", timeout=30)
+                status, history = self.json_call("GET", f"/history/{prompt_id}", timeout=30)
             except ComfyUIError as exc:
                 log.warning("task %s: %s (will retry)", ctx.task_id, exc)
                 history = None
@@ -167,23 +173,9 @@ class ComfyUIExecutor(Executor):
             ctx.cancel_event.wait(self.poll_seconds)
 
     def _finish(self, ctx: RunContext, entry: dict) -> list[OutputFile]:
-        status = entry.get("status") or {}
-        messages = status.get("messages") or []
-        for name, data in messages:
-            if name == "execution_error":
-                raise NodeFailure(failed_reason(
-                    data.get("node_id", ""), data.get("node_type", ""), data.get("exception_type", ""),
-                    data.get("exception_message", ""), data.get("traceback") or [],
-                    data.get("current_inputs") or {}, data.get("current_outputs") or [],
-                ))
-            if name == "execution_interrupted":
-                raise NodeFailure(failed_reason(
-                    data.get("node_id", ""), data.get("node_type", ""),
-                    "comfy.model_management.InterruptProcessingException", "Processing interrupted", [], {},
-                    data.get("executed") or [],
-                ))
-        if status.get("status_str") not in (None, "success"):
-            raise NodeFailure(failed_reason("", "", "RuntimeError", f"ComfyUI status {status.get('status_str')}"))
+        _outcome, reason = history_outcome(entry)
+        if reason is not None:
+            raise NodeFailure(reason)
         files: list[OutputFile] = []
         outputs = entry.get("outputs") or {}
         for node_id in sorted(outputs, key=lambda x: (0, int(x), "") if x.isdigit() else (1, 0, x)):
@@ -222,6 +214,39 @@ class ComfyUIExecutor(Executor):
             return
         for path, payload in (("/queue", {"delete": [prompt_id]}), ("/interrupt", {"prompt_id": prompt_id})):
             try:
-                self._json("POST", path, payload, timeout=10)
+                self.json_call("POST", path, payload, timeout=10)
             except ComfyUIError as exc:
                 log.warning("cancel of ComfyUI prompt %s: %s", prompt_id, exc)
+
+
+def history_outcome(entry: dict) -> tuple[str, dict | None]:
+    """A finished /history entry: ("success", None), ("error", failedReason) or
+    ("interrupted", failedReason)."""
+    status = entry.get("status") or {}
+    for name, data in status.get("messages") or []:
+        if name == "execution_error":
+            return "error", failed_reason(
+                data.get("node_id", ""), data.get("node_type", ""), data.get("exception_type", ""),
+                data.get("exception_message", ""), data.get("traceback") or [],
+                data.get("current_inputs") or {}, data.get("current_outputs") or [],
+            )
+        if name == "execution_interrupted":
+            return "interrupted", failed_reason(
+                data.get("node_id", ""), data.get("node_type", ""),
+                "comfy.model_management.InterruptProcessingException", "Processing interrupted", [], {},
+                data.get("executed") or [],
+            )
+    if status.get("status_str") not in (None, "success"):
+        return "error", failed_reason("", "", "RuntimeError", f"ComfyUI status {status.get('status_str')}")
+    return "success", None
+
+
+def file_refs(outputs: dict) -> set[tuple[str, str, str]]:
+    """Every (type, subfolder, filename) named in a history entry's or an `executed` message's outputs."""
+    refs = set()
+    for node_output in (outputs or {}).values():
+        for items in (node_output or {}).values() if isinstance(node_output, dict) else ():
+            for item in items if isinstance(items, list) else ():
+                if isinstance(item, dict) and isinstance(item.get("filename"), str):
+                    refs.add((item.get("type") or "output", item.get("subfolder") or "", item["filename"]))
+    return refs

@@ -175,6 +175,15 @@ class Simulator:
         """One task with its final (overridden) graph and promptTips."""
         return self._hook("GET", f"tasks/{task_id}")
 
+    def native_prompts(self, key: str | None = None) -> list[dict]:
+        """Prompts accepted by the native endpoint `/proxy/{key}/prompt` (tasks of kind `native`,
+        `consumeCoins` > 0 once billed), optionally of one key."""
+        return [t for t in self.tasks() if t["kind"] == "native" and (key is None or t["key"] == self.redacted(key))]
+
+    def proxy_url(self, key: str) -> str:
+        """The native ComfyUI endpoint of `key` (needs `comfyui_url`); a secret, as the key."""
+        return f"{self.base_url}/proxy/{key}"
+
     def fault(self, endpoint: str, kind: str, count: int = 1, **params) -> dict:
         """Arms a fault for the next `count` calls of `endpoint` ("create", "outputs", ...,
         "files" for downloads, "*" for every API endpoint). Kinds: see rhsim/README.md."""

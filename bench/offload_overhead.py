@@ -1,0 +1,140 @@
+"""offload_overhead: a small subgraph (LoadImage → ImageScale → ImageInvert → ImageBlur →
+SaveImage) run "on RunningHub" — through the simulator's native ComfyUI endpoint
+`/proxy/{key}/…` to a second, plain ComfyUI 0.3.75 — against the floor of the same subgraph
+queued directly on that second ComfyUI.
+
+Both sides make the same plain HTTP calls back to back: upload the input image
+(`/upload/image`), `POST /prompt`, `GET /history/<id>` every 20 ms until the prompt is done,
+download the output (`/view`). Medians of `--repeat` fresh images each (a new image and
+file name every run: ComfyUI caches node outputs by their inputs), floor and measured runs
+interleaved.
+
+Measured today: the simulator's proxy relay (key check, slot, billing, client_id rewriting,
+filtered history, /view ownership). The issue's measurement is the pack's *RH Remote Group*
+node running the same subgraph from a first ComfyUI; until that node is on main,
+`pack_once` below is the marked place where it plugs in (`--via pack`).
+
+Run: `scripts/run-in-venv.sh python bench/offload_overhead.py [--repeat 7] [--via proxy|pack]`
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import secrets
+import time
+
+import numpy as np
+import requests
+from PIL import Image
+
+from common import ComfyHost, Simulator, bench_line, median, table
+from png_encode import photo_like
+
+TARGET = "ratio<=1.2"
+SIZE = 512
+POLL_GAP = 0.02  # both sides poll /history this often
+
+
+def png(pixels: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def subgraph(image_name: str, prefix: str) -> dict:
+    """The group: LoadImage → ImageScale (384²) → ImageInvert → ImageBlur → SaveImage."""
+    return {
+        "1": {"class_type": "LoadImage", "inputs": {"image": image_name}},
+        "2": {"class_type": "ImageScale", "inputs": {"image": ["1", 0], "upscale_method": "bilinear",
+                                                     "width": 384, "height": 384, "crop": "disabled"}},
+        "3": {"class_type": "ImageInvert", "inputs": {"image": ["2", 0]}},
+        "4": {"class_type": "ImageBlur", "inputs": {"image": ["3", 0], "blur_radius": 2, "sigma": 1.0}},
+        "5": {"class_type": "SaveImage", "inputs": {"images": ["4", 0], "filename_prefix": prefix}},
+    }
+
+
+def http_once(session: requests.Session, base: str, pixels: np.ndarray) -> dict:
+    """Upload, prompt, history polled until done, download: against `base`, which is either
+    the second ComfyUI itself (floor) or the simulator's `/proxy/{key}` in front of it."""
+    tag = secrets.token_hex(5)
+    t0 = time.perf_counter()
+    up = session.post(base + "/upload/image", files={"image": (f"offload-{tag}.png", png(pixels), "image/png")},
+                      data={"overwrite": "true"}, timeout=60)
+    up.raise_for_status()
+    t1 = time.perf_counter()
+    reply = session.post(base + "/prompt", json={"prompt": subgraph(up.json()["name"], f"offload-{tag}"),
+                                                 "client_id": tag}, timeout=60)
+    reply.raise_for_status()
+    prompt_id = reply.json()["prompt_id"]
+    while True:
+        entry = session.get(f"{base}/history/{prompt_id}", timeout=60).json().get(prompt_id)
+        if entry and entry["status"].get("completed") is not None:
+            break
+        time.sleep(POLL_GAP)
+    if entry["status"]["status_str"] != "success":
+        raise RuntimeError(f"the subgraph failed: {entry['status']}")
+    t2 = time.perf_counter()
+    (image,) = entry["outputs"]["5"]["images"]
+    body = session.get(base + "/view", params=image, timeout=60)
+    body.raise_for_status()
+    out = np.asarray(Image.open(io.BytesIO(body.content)).convert("RGB"))
+    assert out.shape == (384, 384, 3)
+    t3 = time.perf_counter()
+    return {"total": t3 - t0, "upload": t1 - t0, "prompt": t2 - t1, "view": t3 - t2}
+
+
+# ----------------------------------------------------------------------------------------
+# >>> PLUG-IN POINT for the pack's RH Remote Group node (issue 12) <<<
+# When `RHRemoteGroup` is on main: start a first ComfyUI with the pack pointing at `sim`
+# (common.comfy_with_pack(sim, sim.keys[:1])), queue the same subgraph as a group converted
+# by POST /runninghub/group/convert (LoadImage stays local, nodes 2–5 are the group), and
+# return {"total": seconds from `executing` of the RHRemoteGroup node to its `executed`,
+# "upload": ..., "prompt": ..., "view": ...} (common.event_time). Until then `--via proxy`
+# measures the relay alone with http_once.
+def pack_once(sim: Simulator, pixels: np.ndarray) -> dict:
+    raise NotImplementedError("the RH Remote Group node is not on main yet: use --via proxy")
+# ----------------------------------------------------------------------------------------
+
+
+def run(sim: Simulator, remote, repeat: int = 7, via: str = "proxy") -> str:
+    """`sim` runs with `--comfyui remote.base_url`; `remote` is the second ComfyUI."""
+    session = requests.Session()
+    proxy = sim.proxy_url(sim.keys[0])
+    images = [photo_like(SIZE, seed=3000 + i) for i in range(repeat + 1)]
+
+    def measured(pixels):
+        return pack_once(sim, pixels) if via == "pack" else http_once(session, proxy, pixels)
+
+    http_once(session, remote.base_url, images[0])  # warm-up: imports, first model-free run, pools
+    measured(photo_like(SIZE, seed=2999))
+    floors, values = [], []
+    for pixels in images[1:]:
+        floors.append(http_once(session, remote.base_url, pixels))
+        values.append(measured(pixels))
+    value, floor = median(v["total"] for v in values), median(f["total"] for f in floors)
+    billed = [t for t in sim.native_prompts(sim.keys[0]) if t["consumeCoins"]]
+    line = bench_line("offload_overhead", value, floor, TARGET, runs=repeat, via=via, billed=len(billed))
+    table(["stage", "direct s", f"{via} s"],
+          [[stage, median(f[stage] for f in floors), median(v[stage] for v in values)]
+           for stage in ("upload", "prompt", "view", "total")])
+    return line
+
+
+def run_own(repeat: int = 7, via: str = "proxy") -> str:
+    """With a second ComfyUI and a simulator in front of it of its own (run_all.py)."""
+    with ComfyHost(with_pack=False, name="offload-remote") as remote, \
+            Simulator(key_count=1, concurrency=2, comfyui_url=remote.base_url) as sim:
+        return run(sim, remote, repeat, via)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--via", choices=["proxy", "pack"], default="proxy")
+    args = parser.parse_args()
+    run_own(args.repeat, args.via)
+
+
+if __name__ == "__main__":
+    main()
