@@ -168,3 +168,108 @@ def test_the_group_menu_marks_a_group_and_the_saved_workflow_keeps_it_without_a_
     menu_entry(page, "Stop running on RunningHub").click()
     assert "rh_remote" not in (group_flags(page) or {})
     assert not page.log.page_errors, page.log.page_errors
+
+
+# Records, in the page, every different thing the first group shows while it runs.
+RECORD_JS = """() => {
+    window.rhSeen = [];
+    clearInterval(window.rhSeenTimer);
+    window.rhSeenTimer = setInterval(() => {
+        const drawn = app.graph.groups[0]?.rhDrawn;
+        const last = window.rhSeen.at(-1);
+        if (drawn && (!last || last.status !== drawn.status || last.fraction !== drawn.fraction)) window.rhSeen.push({...drawn});
+    }, 25);
+}"""
+
+
+def run_button(page):
+    return page.page.get_by_role("button", name="Run", exact=True).first
+
+
+def test_a_marked_group_runs_on_runninghub_with_its_progress_on_the_group(host, remote, open_page):
+    remote.reset_counts()
+    page = open_page(host)
+    ids = build(page, scale_by=6.0, blur_radius=12)
+    group_menu(page)
+    menu_entry(page, "Run on RunningHub").click()
+    assert group_flags(page) == {"rh_remote": {"account": "default"}}
+
+    # "Export (API)" builds the same prompt as the queue: the group is one RH Remote Group node.
+    output = page.js("async () => (await app.graphToPrompt()).output")
+    [group_id] = [k for k, v in output.items() if v["class_type"] == "RHRemoteGroup"]
+    assert set(output) == {str(ids["load"]), str(ids["preview"]), group_id}
+    assert output[str(ids["preview"])]["inputs"]["images"] == [group_id, 0]
+    spec = json.loads(output[group_id]["inputs"]["group"])
+    assert sorted(spec["prompt"], key=int) == [str(ids["scale"]), str(ids["invert"]), str(ids["blur"])]
+    assert output[group_id]["inputs"]["account"] == "default"
+    assert remote.count("native/prompt") == 0, "building the prompt sends nothing"
+
+    page.js(RECORD_JS)
+    history_before = set(host.history())
+    run_button(page).click()
+    wait_js(page, "() => app.graph.groups[0].rhDrawn?.state === 'RUNNING'", timeout=60_000)
+    page.shot("running")
+    wait_js(page, "() => app.graph.groups[0].rhDrawn?.state === 'SUCCESS'", timeout=120_000)
+    page.page.wait_for_timeout(300)
+    page.shot("done")
+    seen = page.js("() => window.rhSeen")
+    statuses = [s["status"] for s in seen]
+    assert any(s.startswith("running · ") for s in statuses), statuses
+    # the remote node that runs, by class and id, and the remote prompt's nodes done / total
+    assert any(f"ImageBlur #{ids['blur']}" in s or "nodes " in s for s in statuses), statuses
+    assert any(s["fraction"] is not None and 0 < s["fraction"] < 1 for s in seen) or \
+        any(s["fraction"] == 1 for s in seen), seen
+    final = page.js("() => app.graph.groups[0].rhDrawn")
+    assert final["status"].startswith("done · ") and final["fraction"] == 1, final
+    assert remote.count("native/prompt") == 1
+
+    # The result arrived downstream: the local Preview Image shows the remote's image.
+    wait_js(page, "(id) => (app.graph.getNodeById(id).imgs?.length ?? 0) > 0", ids["preview"], timeout=30_000)
+    host.wait_idle()
+    [entry] = [h for key, h in host.history().items() if key not in history_before]
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    (image,) = entry["outputs"][str(ids["preview"])]["images"]
+    pixels = np.asarray(Image.open(io.BytesIO(host.view_bytes(image["filename"], image["subfolder"], image["type"]))))
+    assert pixels.shape[:2] == (SIZE[1] * 6, SIZE[0] * 6)
+    page.shot("result-downstream")
+
+    # The PNG and history carry the workflow with the group's setting, and no key.
+    text = json.dumps(entry)
+    assert '"rh_remote": {"account": "default"}' in text
+    for key in remote.keys:
+        assert key not in text
+    assert not page.log.page_errors, page.log.page_errors
+
+
+def test_a_group_that_cannot_run_remotely_shows_why_and_queues_nothing(host, remote, open_page):
+    remote.reset_counts()
+    page = open_page(host)
+    page.build_graph("""
+        const latent = mk('EmptyLatentImage', 380, 60);
+        const upscale = mk('LatentUpscaleBy', 800, 60);
+        latent.connect(0, upscale, 0);
+        const group = new LiteGraph.LGraphGroup('Latent maker');
+        group.pos = [350, -10];
+        group.size = [380, 300];
+        g.add(group);
+    """)
+    group_menu(page)
+    menu_entry(page, "Run on RunningHub").click()
+    queued_before = host.queue()
+    history_before = set(host.history())
+    run_button(page).click()
+    # The front end's own error toast shows the route's message, once.
+    toast = page.page.locator(".p-toast-message", has_text="Nothing was queued.")
+    toast.first.wait_for(timeout=30_000)
+    message = toast.first.inner_text()
+    assert 'Group "Latent maker" cannot run on RunningHub' in message and "carries LATENT" in message, message
+    page.page.wait_for_timeout(1000)
+    assert toast.count() == 1
+    page.shot("refused")
+    assert host.queue() == queued_before and set(host.history()) == history_before
+    assert remote.count("native/prompt") == 0 and remote.count("native/upload") == 0
+    # The front end logs the error it showed, with its stack (the pack's group.js): expected
+    # here, so it is taken off the list of the pack's console messages that fail a test.
+    refusal = [m for m in page.log.pack_messages if m.startswith("GroupConvertError: Nothing was queued.")]
+    assert refusal and len(refusal) == len(page.log.pack_messages), page.log.pack_messages
+    page.log.pack_messages.clear()

@@ -10,8 +10,9 @@
 // - `app.graphToPrompt` is wrapped: when the graph has marked groups, the prompt it
 //   builds (for a queue, and for "Export (API)") goes to the pack's convert route, which
 //   replaces each group's nodes by one RHRemoteGroup node; its reply is the prompt that is
-//   queued. A refusal (a type that cannot cross the group's border, ...) is shown and the
-//   queue is aborted: nothing is sent.
+//   queued. A refusal (a type that cannot cross the group's border, ...) rejects with the
+//   route's message: the queue stops before anything is sent, and the front end shows the
+//   message in its error toast.
 // - The RH Remote Group node's status events (the same `runninghub.status` events RH Run
 //   Workflow gets, under the node id the route handed out) are drawn in the group's title
 //   bar: state, elapsed time, the remote node and its steps, and a progress bar.
@@ -178,24 +179,14 @@ function promptIds(output, prefixes) {
 
 const running = new Map();  // RH Remote Group node id -> {group, title}
 
-function toast(detail) {
-  const toasts = app.extensionManager?.toast;
-  if (toasts?.add) toasts.add({ severity: "error", summary: t("group.errorTitle"), detail, life: 15000 });
-  else window.alert(`${t("group.errorTitle")}\n\n${detail}`);
-}
-
 /** `output` with every marked group replaced by its RH Remote Group node (the convert route),
- * or `output` itself when nothing is marked. Throws GroupConvertError (shown already). */
+ * or `output` itself when nothing is marked. Throws GroupConvertError saying what to do: the
+ * front end's queue (and export) then stops, and its error handler shows the message as a
+ * toast — one message, nothing queued. */
 export async function convertPrompt(output, rootGraph = app.graph) {
-  let request;
-  try {
-    request = markedGroups(rootGraph)
-      .map((g) => ({ ...g, node_ids: promptIds(output, g.prefixes) }))
-      .filter((g) => g.node_ids.length);
-  } catch (err) {
-    toast(err.message);
-    throw err;
-  }
+  const request = markedGroups(rootGraph)
+    .map((g) => ({ ...g, node_ids: promptIds(output, g.prefixes) }))
+    .filter((g) => g.node_ids.length);
   if (!request.length) return output;
   let reply;
   try {
@@ -204,7 +195,6 @@ export async function convertPrompt(output, rootGraph = app.graph) {
     const message = err instanceof RouteError && err.status === 400
       ? t("group.refused", { error: err.message })
       : t("group.convertFailed", { error: err.message });
-    toast(message);
     throw new GroupConvertError(message);
   }
   (reply?.groups ?? []).forEach((info, index) => {
@@ -214,9 +204,7 @@ export async function convertPrompt(output, rootGraph = app.graph) {
     source.group.rhRun = { ...(source.group.rhRun ?? {}), nodeId: String(info.node_id) };
   });
   if (!reply?.prompt || typeof reply.prompt !== "object") {
-    const message = t("group.convertFailed", { error: "no prompt in the reply" });
-    toast(message);
-    throw new GroupConvertError(message);
+    throw new GroupConvertError(t("group.convertFailed", { error: "no prompt in the reply" }));
   }
   return reply.prompt;
 }
