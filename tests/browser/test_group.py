@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import time
 
 import numpy as np
@@ -58,21 +59,21 @@ def wait_js(page, script: str, arg=None, timeout: float = 30_000):
 
 # The graph: LoadImage → [group "Remote part": ImageScaleBy → ImageInvert → ImageBlur] → PreviewImage.
 GRAPH = """
-    const load = mk('LoadImage', 0, 60);
+    const load = mk('LoadImage', 0, 110);
     load.widgets.find(w => w.name === 'image').value = '%s';
-    const scale = mk('ImageScaleBy', 380, 60);
+    const scale = mk('ImageScaleBy', 390, 110);
     scale.widgets.find(w => w.name === 'scale_by').value = %s;
-    const invert = mk('ImageInvert', 700, 60);
-    const blur = mk('ImageBlur', 380, 260);
+    const invert = mk('ImageInvert', 740, 110);
+    const blur = mk('ImageBlur', 740, 260);
     blur.widgets.find(w => w.name === 'blur_radius').value = %s;
-    const preview = mk('PreviewImage', 1080, 60);
+    const preview = mk('PreviewImage', 1140, 110);
     load.connect(0, scale, 0);
     scale.connect(0, invert, 0);
     invert.connect(0, blur, 0);
     blur.connect(0, preview, 0);
     const group = new LiteGraph.LGraphGroup('Remote part');
-    group.pos = [350, -10];
-    group.size = [660, 470];
+    group.pos = [360, 10];
+    group.size = [720, 400];
     g.add(group);
     return {load: load.id, scale: scale.id, invert: invert.id, blur: blur.id, preview: preview.id};
 """
@@ -107,6 +108,23 @@ def menu_entry(page, text: str):
 
 def group_flags(page, index: int = 0):
     return page.js("(index) => app.graph.groups[index].flags ?? null", index)
+
+
+def graph_clip(page, margin: float = 16) -> dict:
+    """The page rectangle around every node and group (for a screenshot of the graph only)."""
+    return page.js("""(m) => {
+        const rect = app.canvas.canvas.getBoundingClientRect();
+        const ratio = app.canvas.canvas.width / rect.width;
+        let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
+        const boxes = [...app.graph.nodes.map(n => n.getBounding()), ...app.graph.groups.map(g => [...g.pos, ...g.size])];
+        for (const [x, y, w, h] of boxes) {
+            const [ax, ay] = app.canvas.ds.convertOffsetToCanvas([x, y]);
+            const [bx, by] = app.canvas.ds.convertOffsetToCanvas([x + w, y + h]);
+            x0 = Math.min(x0, ax); y0 = Math.min(y0, ay); x1 = Math.max(x1, bx); y1 = Math.max(y1, by);
+        }
+        return {x: rect.left + x0 / ratio - m, y: rect.top + y0 / ratio - m,
+                width: (x1 - x0) / ratio + 2 * m, height: (y1 - y0) / ratio + 2 * m};
+    }""", margin)
 
 
 def save_profile(host, name: str, key: str) -> None:
@@ -208,6 +226,8 @@ def test_a_marked_group_runs_on_runninghub_with_its_progress_on_the_group(host, 
     history_before = set(host.history())
     run_button(page).click()
     wait_js(page, "() => app.graph.groups[0].rhDrawn?.state === 'RUNNING'", timeout=60_000)
+    # the README's picture (docs/images/remote-group.png): the group while it runs remotely
+    page.page.screenshot(path=str(page.artifacts / "remote-group.png"), clip=graph_clip(page))
     page.shot("running")
     wait_js(page, "() => app.graph.groups[0].rhDrawn?.state === 'SUCCESS'", timeout=120_000)
     page.page.wait_for_timeout(300)
@@ -258,14 +278,15 @@ def test_a_group_that_cannot_run_remotely_shows_why_and_queues_nothing(host, rem
     queued_before = host.queue()
     history_before = set(host.history())
     run_button(page).click()
-    # The front end's own error toast shows the route's message, once.
-    toast = page.page.locator(".p-toast-message", has_text="Nothing was queued.")
+    # The front end's own error toast shows the route's message, once (a PrimeVue toast up to
+    # front end 1.4x, its own toasts later, which also announce it in an "Error. …" live region).
+    toast = page.page.get_by_text(re.compile(r"^Nothing was queued\."))
     toast.first.wait_for(timeout=30_000)
     message = toast.first.inner_text()
     assert 'Group "Latent maker" cannot run on RunningHub' in message and "carries LATENT" in message, message
     page.page.wait_for_timeout(1000)
-    assert toast.count() == 1
     page.shot("refused")
+    assert toast.count() == 1
     assert host.queue() == queued_before and set(host.history()) == history_before
     assert remote.count("native/prompt") == 0 and remote.count("native/upload") == 0
     # The front end logs the error it showed, with its stack (the pack's group.js): expected

@@ -25,7 +25,7 @@ import { STATUS_EVENT, TERMINAL, duration, remoteText, stateLabel } from "./stat
 
 export const GROUP_FLAG = "rh_remote";
 const DEFAULT_ACCOUNT = "default";
-const BADGE_FONT = 11;
+const BADGE_FONT = 12;
 const BAR_HEIGHT = 3;
 
 // ------------------------------------------------------------------ the setting
@@ -300,7 +300,12 @@ function fitText(ctx, text, width) {
   return `${cut}…`;
 }
 
-/** Draws the badge, the status line and the progress bar in a marked group's title bar. */
+function font(weight = "") {
+  return `${weight}${BADGE_FONT}px ${globalThis.LiteGraph?.NODE_FONT ?? "Arial"}, sans-serif`;
+}
+
+/** Draws a marked group's badge in its title bar and, once it has run, a strip under the
+ * title bar with the run's status line and a progress bar. */
 function drawGroup(ctx, group) {
   const [x, y] = group.pos;
   const [width] = group.size;
@@ -308,45 +313,46 @@ function drawGroup(ctx, group) {
   const run = group.rhRun;
   const status = groupStatusText(group);
   const badge = t("group.badge", { account: accountOf(group) });
-  ctx.save();
-  ctx.font = `600 ${BADGE_FONT}px ${globalThis.LiteGraph?.NODE_FONT ?? "Arial"}, sans-serif`;
-  ctx.textBaseline = "middle";
-  const maxWidth = Math.max(40, width * 0.6);
-  const lines = [fitText(ctx, badge, maxWidth)];
-  if (status) {
-    ctx.font = `${BADGE_FONT}px ${globalThis.LiteGraph?.NODE_FONT ?? "Arial"}, sans-serif`;
-    lines.push(fitText(ctx, status, maxWidth));
-  }
-  ctx.font = `600 ${BADGE_FONT}px ${globalThis.LiteGraph?.NODE_FONT ?? "Arial"}, sans-serif`;
-  const textWidth = Math.max(...lines.map((line) => ctx.measureText(line).width));
-  const lineHeight = BADGE_FONT + 3;
-  const boxHeight = lines.length * lineHeight + 4;
-  const boxWidth = textWidth + 12;
-  const boxX = x + width - boxWidth - 6;
-  const boxY = y + Math.max(2, (titleHeight - BAR_HEIGHT - boxHeight) / 2);
   const state = run?.data?.state;
   const accent = run?.error || state === "FAILED" || state === "CANCEL" ? "#ff5555"
     : state === "SUCCESS" ? "#4caf50" : isLive(run) ? "#e8b93b" : "#4a90e2";
+  const fraction = fractionOf(run);
+  group.rhDrawn = { badge, status, fraction, state: state ?? null };  // what the group shows (read by the tests)
+  ctx.save();
+  ctx.textBaseline = "middle";
+  ctx.textAlign = "left";
+
+  // The badge, right-aligned in the title bar.
+  ctx.font = font("600 ");
+  const label = fitText(ctx, badge, Math.max(40, width * 0.5));
+  const boxWidth = ctx.measureText(label).width + 12;
+  const boxHeight = BADGE_FONT + 8;
+  const boxX = x + width - boxWidth - 6;
+  const boxY = y + (titleHeight - boxHeight) / 2;
   ctx.fillStyle = "rgba(0, 0, 0, 0.55)";
   roundRect(ctx, boxX, boxY, boxWidth, boxHeight, 4);
   ctx.fill();
   ctx.strokeStyle = accent;
   ctx.lineWidth = 1;
   ctx.stroke();
-  lines.forEach((line, i) => {
-    ctx.font = `${i === 0 ? "600 " : ""}${BADGE_FONT}px ${globalThis.LiteGraph?.NODE_FONT ?? "Arial"}, sans-serif`;
-    ctx.fillStyle = i === 0 ? "#ffffff" : accent;
-    ctx.textAlign = "left";
-    ctx.fillText(line, boxX + 6, boxY + 2 + lineHeight * i + lineHeight / 2);
-  });
-  const fraction = fractionOf(run);
-  group.rhDrawn = { badge, status, fraction, state: state ?? null };  // what the group shows (read by the tests)
-  if (fraction != null) {
-    const barY = y + titleHeight - BAR_HEIGHT;
-    ctx.fillStyle = "rgba(0, 0, 0, 0.45)";
-    ctx.fillRect(x, barY, width, BAR_HEIGHT);
+  ctx.fillStyle = "#ffffff";
+  ctx.fillText(label, boxX + 6, boxY + boxHeight / 2 + 0.5);
+
+  // The run: its status line and progress bar, in a strip under the title bar.
+  if (status) {
+    const stripHeight = BADGE_FONT + 6 + BAR_HEIGHT;
+    const top = y + titleHeight;
+    ctx.fillStyle = "rgba(0, 0, 0, 0.5)";
+    ctx.fillRect(x, top, width, stripHeight);
+    ctx.font = font();
     ctx.fillStyle = accent;
-    ctx.fillRect(x, barY, width * fraction, BAR_HEIGHT);
+    ctx.fillText(fitText(ctx, status, width - 16), x + 8, top + (stripHeight - BAR_HEIGHT) / 2 + 0.5);
+    if (fraction != null) {
+      ctx.fillStyle = "rgba(255, 255, 255, 0.12)";
+      ctx.fillRect(x, top + stripHeight - BAR_HEIGHT, width, BAR_HEIGHT);
+      ctx.fillStyle = accent;
+      ctx.fillRect(x, top + stripHeight - BAR_HEIGHT, width * fraction, BAR_HEIGHT);
+    }
   }
   ctx.restore();
 }
