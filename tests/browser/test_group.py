@@ -261,6 +261,40 @@ def test_a_marked_group_runs_on_runninghub_with_its_progress_on_the_group(host, 
     assert not page.log.page_errors, page.log.page_errors
 
 
+def test_a_subgraph_inside_the_group_goes_with_its_flattened_node_ids(host, remote, open_page):
+    """A subgraph node in a marked group: the API prompt names its inner nodes `outer:inner`,
+    and those are the ids the group sends; the whole group runs remotely."""
+    remote.reset_counts()
+    page = open_page(host)
+    ids = build(page, scale_by=2.0)
+    sub = page.js("""(ids) => {
+        app.graph.convertToSubgraph(new Set([ids.scale, ids.invert].map(id => app.graph.getNodeById(id))));
+        const node = app.graph.nodes.find(n => n.subgraph);
+        window.rhTestCaptureState();
+        return {id: node.id, inner: node.subgraph.nodes.map(n => n.id)};
+    }""", ids)
+    group_menu(page)
+    menu_entry(page, "Run on RunningHub").click()
+    output = page.js("async () => (await app.graphToPrompt()).output")
+    [group_id] = [k for k, v in output.items() if v["class_type"] == "RHRemoteGroup"]
+    spec = json.loads(output[group_id]["inputs"]["group"])
+    assert set(spec["prompt"]) == {f"{sub['id']}:{i}" for i in sub["inner"]} | {str(ids["blur"])}
+    assert set(output) == {str(ids["load"]), str(ids["preview"]), group_id}
+    page.shot("subgraph-in-group")
+
+    history_before = set(host.history())
+    run_button(page).click()
+    wait_js(page, "() => app.graph.groups[0].rhDrawn?.state === 'SUCCESS'", timeout=120_000)
+    host.wait_idle()
+    [entry] = [h for key, h in host.history().items() if key not in history_before]
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    (image,) = entry["outputs"][str(ids["preview"])]["images"]
+    pixels = np.asarray(Image.open(io.BytesIO(host.view_bytes(image["filename"], image["subfolder"], image["type"]))))
+    assert pixels.shape[:2] == (SIZE[1] * 2, SIZE[0] * 2)
+    assert remote.count("native/prompt") == 1
+    page.shot("subgraph-done")
+
+
 def test_a_group_that_cannot_run_remotely_shows_why_and_queues_nothing(host, remote, open_page):
     remote.reset_counts()
     page = open_page(host)
