@@ -67,7 +67,8 @@ class RHRemoteGroup(io.ComfyNode):
         call = functools.partial(run_with_stop, should_stop, _run, spec, ins, acct, sweep, should_stop, prompt_id,
                                  node_id)
         try:
-            values = await asyncio.get_running_loop().run_in_executor(_RUNNERS, contextvars.copy_context().run, call)
+            done, values = await asyncio.get_running_loop().run_in_executor(_RUNNERS, contextvars.copy_context().run,
+                                                                            call)
         except asyncio.CancelledError:
             abandoned.set()
             log.info("RH Remote Group %s was abandoned by ComfyUI; stopping its remote prompt", node_id)
@@ -83,10 +84,10 @@ class RHRemoteGroup(io.ComfyNode):
             sweep.show(0, RunStatus("FAILED", f"failed: {exc}"[:400], task_id=getattr(exc, "task_id", None)))
             raise
         outputs = list(values) + [None] * (MAX_PORTS - len(values))
-        return io.NodeOutput(*outputs)
+        return io.NodeOutput(*outputs, ui={"text": [done.line], "rh_status": [done.to_event()]})
 
 
-def _run(spec: GroupSpec, ins: dict, acct, sweep, should_stop, prompt_id, node_id) -> list:
+def _run(spec: GroupSpec, ins: dict, acct, sweep, should_stop, prompt_id, node_id) -> tuple[RunStatus, list]:
     """Worker thread: the whole remote run of the group (remote/group_run.py)."""
     from ..remote import group_run
 
@@ -99,9 +100,11 @@ def _run(spec: GroupSpec, ins: dict, acct, sweep, should_stop, prompt_id, node_i
         acct.site.base_url, acct.profile, prepared), should_stop=should_stop, prompt_id=prompt_id, node_id=node_id,
         on_status=lambda status: sweep.show(0, status))
     values = group_run.collect_outputs(spec, remote.output_nodes, result.outputs, result.native.download)
-    sweep.show(0, RunStatus("SUCCESS", f"Group \"{spec.title}\": done on {acct.site.host}",
-                            task_id=getattr(result, "prompt_id", None), outputs=len(values)))
-    return values
+    reused = " (re-attached to an earlier run: nothing new billed)" if result.reattached else ""
+    done = RunStatus("SUCCESS", f"Group \"{spec.title}\": done on {acct.site.host}, RunningHub prompt "
+                                f"{result.prompt_id[:8]}{reused}", task_id=result.prompt_id, outputs=len(values))
+    sweep.show(0, done)
+    return done, values
 
 
 def _native_client(acct):

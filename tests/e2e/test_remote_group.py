@@ -212,7 +212,7 @@ def test_after_a_restart_the_same_group_reuses_its_remote_prompt(sim, comfy_host
     group with the same inputs re-attaches to the finished prompt instead of paying again."""
     host = comfy_host_factory(env=sim.pack_env(), fresh=True, name="group-restart")
     image = local_image(host, 23)
-    prompt, _ = converted(host, chain(image, "before"), GROUP)
+    prompt, [info] = converted(host, chain(image, "before"), GROUP)
     first = host.run(prompt, timeout=180)
     assert first.status == "success", first.error
     [want] = saved(host, first, "14")
@@ -223,6 +223,8 @@ def test_after_a_restart_the_same_group_reuses_its_remote_prompt(sim, comfy_host
     [got] = saved(host, second, "14")
     assert np.array_equal(got, want)
     assert len(sim.native_prompts()) == 1 and sim.count("native/upload") >= 1
+    assert "re-attached to an earlier run" in statuses(second, info["node_id"])[-1]["line"]
+    assert "re-attached" in second.outputs[info["node_id"]]["text"][0]  # the node's final status, in the history
     host.stop()
 
 
