@@ -97,10 +97,14 @@ def _run(spec: GroupSpec, ins: dict, acct, sweep, index: int, should_stop, promp
          ) -> tuple[RunStatus, list]:
     """Worker thread: the whole remote run of the group (remote/group_run.py)."""
     from ..remote import group_run
+    from ..remote.remote_check import MissingOnRemoteError
 
     prepared = group_run.prepare(spec, ins)
     native = _native_client(acct)
-    group_run.check_remote(prepared, native.object_info(), host=acct.site.host, site=acct.site.base_url)
+    try:
+        group_run.check_remote(prepared, native.object_info(), host=acct.site.host, site=acct.site.base_url)
+    except MissingOnRemoteError:  # the cached list may predate a model just added: ask once more
+        group_run.check_remote(prepared, native.object_info(max_age=0), host=acct.site.host, site=acct.site.base_url)
     names = group_run.upload_all(native.upload_image, prepared)
     remote = prepared.with_names(names)
     result = _run_prompt(native, remote.prompt, acct=acct, parts=group_run.fingerprint_parts(
