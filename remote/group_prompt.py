@@ -19,8 +19,8 @@ naming every such link and its type in one error.
 
 `remote_prompt(spec, inline, files)` runs at execution time (RH Remote Group): it writes
 the inlined values into the group's nodes, adds a remote Load Image (or Load Image (as
-Mask), channel red) per uploaded file and an output node per group output (Save Image;
-Convert Mask to Image → Save Image; Preview as Text).
+Mask), channel red or alpha) per uploaded file (several joined by Batch Images) and an output
+node per group output (Save Image; Convert Mask to Image → Save Image; Preview as Text).
 """
 
 from __future__ import annotations
