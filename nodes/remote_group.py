@@ -25,9 +25,8 @@ from ..client.stop import run_with_stop
 from ..host import accounts, comfy
 from ..remote.group_prompt import MAX_PORTS, GroupSpec
 from ..remote.status import RunStatus
-from .run_workflow import _RUNNERS
 from .sockets import CATEGORY, account_input
-from .sweep import stop_for, sweep_for
+from .sweep import RUNNERS, stop_for, sweep_for
 
 log = logging.getLogger("runninghub_bridge.nodes")
 
@@ -68,8 +67,8 @@ class RHRemoteGroup(io.ComfyNode):
         call = functools.partial(run_with_stop, should_stop, _run, spec, ins, acct, sweep, index, should_stop,
                                  prompt_id, node_id)
         try:
-            done, values = await asyncio.get_running_loop().run_in_executor(_RUNNERS, contextvars.copy_context().run,
-                                                                            call)
+            done, values = await asyncio.get_running_loop().run_in_executor(
+                RUNNERS, contextvars.copy_context().run, call)
         except asyncio.CancelledError:
             abandoned.set()
             log.info("RH Remote Group %s was abandoned by ComfyUI; stopping its remote prompt", node_id)
