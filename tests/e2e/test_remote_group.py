@@ -142,7 +142,7 @@ def test_a_group_gives_exactly_the_pixels_of_the_local_run(host, sim):
     assert again.status == "success" and len(sim.native_prompts()) == 1
 
 
-def test_masks_text_and_numbers_cross_the_border(host, sim):
+def test_masks_text_numbers_and_booleans_cross_the_border(host, sim):
     image = local_image(host, 22, size=(20, 12), channels=4)  # its alpha becomes Load Image's mask
     graph = {
         "1": {"class_type": "LoadImage", "inputs": {"image": image}},
@@ -160,19 +160,23 @@ def test_masks_text_and_numbers_cross_the_border(host, sim):
         "13": {"class_type": "MaskToImage", "inputs": {"mask": ["8", 0]}},
         "14": {"class_type": "SaveImage", "inputs": {"images": ["13", 0], "filename_prefix": "g-green"}},
         "15": {"class_type": "PreviewAny", "inputs": {"source": ["7", 0]}},
+        "20": {"class_type": "PrimitiveBoolean", "inputs": {"value": False}},
+        "21": {"class_type": "PrimitiveFloat", "inputs": {"value": 0.7}},
+        "22": {"class_type": "ImageBlur", "inputs": {"image": ["5", 0], "blur_radius": 1, "sigma": ["21", 0]}},
+        "23": {"class_type": "SaveImage", "inputs": {"images": ["22", 0], "filename_prefix": "g-blur"}},
         "16": {"class_type": "ImageToMask", "inputs": {"image": ["1", 0], "channel": "blue"}},  # k/255 values
-        "17": {"class_type": "GrowMask", "inputs": {"mask": ["16", 0], "expand": -1, "tapered_corners": False}},
+        "17": {"class_type": "GrowMask", "inputs": {"mask": ["16", 0], "expand": -1, "tapered_corners": ["20", 0]}},
         "18": {"class_type": "MaskToImage", "inputs": {"mask": ["17", 0]}},
         "19": {"class_type": "SaveImage", "inputs": {"images": ["18", 0], "filename_prefix": "g-shrunk"}},
     }
     local = host.run(graph, timeout=120)
     assert local.status == "success", local.error
-    prompt, [info] = converted(host, graph, {"title": "Masks", "node_ids": ["5", "6", "7", "8", "17"]})
-    assert [(i["type"]) for i in info["inputs"]] == ["IMAGE", "INT", "MASK", "STRING", "MASK"]
-    assert [(o["type"]) for o in info["outputs"]] == ["IMAGE", "MASK", "MASK", "STRING", "MASK"]
+    prompt, [info] = converted(host, graph, {"title": "Masks", "node_ids": ["5", "6", "7", "8", "17", "22"]})
+    assert [(i["type"]) for i in info["inputs"]] == ["IMAGE", "INT", "MASK", "STRING", "FLOAT", "MASK", "BOOLEAN"]
+    assert [(o["type"]) for o in info["outputs"]] == ["IMAGE", "MASK", "MASK", "STRING", "IMAGE", "MASK"]
     remote = host.run(prompt, timeout=180)
     assert remote.status == "success", (remote.error or {}).get("exception_message")
-    for node_id in ("10", "12", "14", "19"):
+    for node_id in ("10", "12", "14", "19", "23"):
         [want] = saved(host, local, node_id)
         [got] = saved(host, remote, node_id)
         assert np.array_equal(got, want), node_id
