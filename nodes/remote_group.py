@@ -20,14 +20,13 @@ from typing import Any
 
 from comfy_api.latest import io
 
-from ..client.errors import WaitInterrupted
+from ..client.errors import RunningHubError, WaitInterrupted
 from ..client.stop import run_with_stop
 from ..host import accounts, comfy
 from ..remote.group_prompt import MAX_PORTS, GroupSpec
 from ..remote.status import RunStatus
-from .run_workflow import _RUNNERS
 from .sockets import CATEGORY, account_input
-from .sweep import stop_for, sweep_for
+from .sweep import RUNNERS, stop_for, sweep_for
 
 log = logging.getLogger("runninghub_bridge.nodes")
 
@@ -58,50 +57,64 @@ class RHRemoteGroup(io.ComfyNode):
     async def execute(cls, group: str, account: str = "default", **ins: Any) -> io.NodeOutput:
         spec = GroupSpec.from_json(group)
         node_id = cls.hidden.unique_id
-        prompt_id, _ = comfy.executing_context()
+        prompt_id, index = comfy.executing_context()
+        index = index or 0  # a list-mapped call (a list wired into the group): one run per item
         sweep = sweep_for(prompt_id, node_id)
         abandoned = threading.Event()
         should_stop, interrupted = stop_for(prompt_id, sweep, abandoned)
         acct = accounts.account_for(account)
-        sweep.show(0, RunStatus("SUBMITTING", f"Group \"{spec.title}\": checking it on {acct.site.host}…"))
-        call = functools.partial(run_with_stop, should_stop, _run, spec, ins, acct, sweep, should_stop, prompt_id,
-                                 node_id)
+        sweep.show(index, RunStatus("SUBMITTING", f"Group \"{spec.title}\": checking it on {acct.site.host}…"))
+        call = functools.partial(run_with_stop, should_stop, _run, spec, ins, acct, sweep, index, should_stop,
+                                 prompt_id, node_id)
         try:
-            values = await asyncio.get_running_loop().run_in_executor(_RUNNERS, contextvars.copy_context().run, call)
+            done, values = await asyncio.get_running_loop().run_in_executor(
+                RUNNERS, contextvars.copy_context().run, call)
         except asyncio.CancelledError:
             abandoned.set()
             log.info("RH Remote Group %s was abandoned by ComfyUI; stopping its remote prompt", node_id)
             raise
         except WaitInterrupted as exc:
+            if not interrupted.is_set() and sweep.failed is not None:  # a sibling list item failed
+                message = f"{exc} Stopped because {sweep.failed}"
+                sweep.show(index, RunStatus("CANCEL", message, task_id=exc.task_id))
+                raise RunningHubError(message, task_id=exc.task_id, site=exc.site) from exc
             log.info("%s", exc)
-            sweep.show(0, RunStatus("CANCEL", str(exc), task_id=exc.task_id))
+            sweep.show(index, RunStatus("CANCEL", str(exc), task_id=exc.task_id))
             comfy.raise_interrupt()
             raise
         except comfy.interrupt_exception():
             raise
         except Exception as exc:
-            sweep.show(0, RunStatus("FAILED", f"failed: {exc}"[:400], task_id=getattr(exc, "task_id", None)))
+            sweep.fail(index, exc)
+            sweep.show(index, RunStatus("FAILED", f"failed: {exc}"[:400], task_id=getattr(exc, "task_id", None)))
             raise
         outputs = list(values) + [None] * (MAX_PORTS - len(values))
-        return io.NodeOutput(*outputs)
+        return io.NodeOutput(*outputs, ui={"text": [done.line], "rh_status": [done.to_event()]})
 
 
-def _run(spec: GroupSpec, ins: dict, acct, sweep, should_stop, prompt_id, node_id) -> list:
+def _run(spec: GroupSpec, ins: dict, acct, sweep, index: int, should_stop, prompt_id, node_id
+         ) -> tuple[RunStatus, list]:
     """Worker thread: the whole remote run of the group (remote/group_run.py)."""
     from ..remote import group_run
+    from ..remote.remote_check import MissingOnRemoteError
 
     prepared = group_run.prepare(spec, ins)
     native = _native_client(acct)
-    group_run.check_remote(prepared, native.object_info(), host=acct.site.host, site=acct.site.base_url)
+    try:
+        group_run.check_remote(prepared, native.object_info(), host=acct.site.host, site=acct.site.base_url)
+    except MissingOnRemoteError:  # the cached list may predate a model just added: ask once more
+        group_run.check_remote(prepared, native.object_info(max_age=0), host=acct.site.host, site=acct.site.base_url)
     names = group_run.upload_all(native.upload_image, prepared)
     remote = prepared.with_names(names)
     result = _run_prompt(native, remote.prompt, acct=acct, parts=group_run.fingerprint_parts(
         acct.site.base_url, acct.profile, prepared), should_stop=should_stop, prompt_id=prompt_id, node_id=node_id,
-        on_status=lambda status: sweep.show(0, status))
+        index=index, on_status=lambda status: sweep.show(index, status))
     values = group_run.collect_outputs(spec, remote.output_nodes, result.outputs, result.native.download)
-    sweep.show(0, RunStatus("SUCCESS", f"Group \"{spec.title}\": done on {acct.site.host}",
-                            task_id=getattr(result, "prompt_id", None), outputs=len(values)))
-    return values
+    reused = " (re-attached to an earlier run: nothing new billed)" if result.reattached else ""
+    done = RunStatus("SUCCESS", f"Group \"{spec.title}\": done on {acct.site.host}, RunningHub prompt "
+                                f"{result.prompt_id[:8]}{reused}", task_id=result.prompt_id, outputs=len(values))
+    sweep.show(index, done)
+    return done, values
 
 
 def _native_client(acct):
@@ -112,9 +125,9 @@ def _native_client(acct):
     return shared_native(accounts.client_for(acct))
 
 
-def _run_prompt(native, prompt: dict, *, acct, parts: dict, should_stop, prompt_id, node_id, on_status):
+def _run_prompt(native, prompt: dict, *, acct, parts: dict, should_stop, prompt_id, node_id, index, on_status):
     from ..host import tasks
     from ..remote.native_run import run_prompt
 
     return run_prompt(native, prompt, fingerprint_parts=parts, should_stop=should_stop, on_status=on_status,
-                      journal=tasks.journal(acct, 0, prompt_id, node_id))
+                      journal=tasks.journal(acct, 0, prompt_id, node_id, index))

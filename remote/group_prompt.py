@@ -19,8 +19,8 @@ naming every such link and its type in one error.
 
 `remote_prompt(spec, inline, files)` runs at execution time (RH Remote Group): it writes
 the inlined values into the group's nodes, adds a remote Load Image (or Load Image (as
-Mask), channel red) per uploaded file and an output node per group output (Save Image;
-Convert Mask to Image → Save Image; Preview as Text).
+Mask), channel red or alpha) per uploaded file (several joined by Batch Images) and an output
+node per group output (Save Image; Convert Mask to Image → Save Image; Preview as Text).
 """
 
 from __future__ import annotations
@@ -186,6 +186,13 @@ def type_name(raw: Any) -> str:
     return str(raw)
 
 
+def in_group(node_id: str, ids: set[str]) -> bool:
+    """Whether a prompt node belongs to a group of `ids`: its own id is one, or it lies inside a
+    subgraph node that is (ComfyUI names the nodes of subgraph 57 `57:23`, `57:30:2`, ...)."""
+    parts = str(node_id).split(":")
+    return any(":".join(parts[:k]) in ids for k in range(1, len(parts) + 1))
+
+
 def natural_key(node_id: str) -> tuple:
     """'57:23' after '57', '10' after '9'."""
     return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in str(node_id).split(":"))
@@ -203,8 +210,11 @@ def convert(prompt: Mapping[str, Any], groups: Iterable[GroupRequest | Mapping],
     requests = [g if isinstance(g, GroupRequest) else GroupRequest.parse(g, i) for i, g in enumerate(groups)]
     claimed: dict[str, str] = {}
     for request in requests:
-        for node_id in request.node_ids:
-            if node_id in claimed and node_id in out:
+        ids = set(request.node_ids)
+        for node_id in out:
+            if not in_group(node_id, ids):
+                continue
+            if node_id in claimed:
                 raise GroupError(f"{node_label(out, node_id)} is in two groups marked 'Run on RunningHub' "
                                  f"(\"{claimed[node_id]}\" and \"{request.title}\"); a node can run in one only.")
             claimed[node_id] = request.title
@@ -242,8 +252,10 @@ def _free_id(prompt: Mapping, prefix: str) -> str:
 
 
 def _one_group(prompt: dict, request: GroupRequest, types_of: Callable[[str], list[str] | None]) -> GroupSpec:
-    members = [n for n in prompt if n in set(request.node_ids)]  # prompt order; ids not in the prompt (muted,
-    if not members:                                              # notes) are nobody's business here
+    ids = set(request.node_ids)
+    # prompt order; ids not in the prompt (muted nodes, notes) are nobody's business here
+    members = [n for n in prompt if in_group(n, ids)]
+    if not members:
         raise GroupError(f"Group \"{request.title}\" has no node that would run (all muted or bypassed?); "
                          "unmark 'Run on RunningHub' or add nodes to it.")
     inside = set(members)

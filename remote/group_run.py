@@ -20,8 +20,10 @@ No ComfyUI imports; the node passes in the native client and its callbacks.
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -135,14 +137,16 @@ def check_remote(prepared: PreparedGroup, object_info: Mapping[str, Any], *, hos
                          "or shows anything, so RunningHub would run nothing. Wire a value out of the group.")
 
 
-def upload_all(upload: Callable[[bytes, str], str], prepared: PreparedGroup) -> dict[str, str]:
-    """Each distinct file uploaded once; {content-hash name: the remote's name for it}."""
-    names: dict[str, str] = {}
-    for items in prepared.uploads.values():
-        for item in items:
-            if item.name not in names:
-                names[item.name] = upload(item.data, item.name)
-    return names
+def upload_all(upload: Callable[[bytes, str], str], prepared: PreparedGroup, *, parallel: int = 4) -> dict[str, str]:
+    """Each distinct file uploaded once, up to `parallel` at a time (each in a copy of the
+    caller's context, so the run's stop reaches it); {content-hash name: the remote's name}."""
+    files = {item.name: item.data for items in prepared.uploads.values() for item in items}
+    if len(files) <= 1 or parallel <= 1:
+        return {name: upload(data, name) for name, data in files.items()}
+    with ThreadPoolExecutor(max_workers=min(parallel, len(files)), thread_name_prefix="rh-group-upload") as pool:
+        futures = {name: pool.submit(contextvars.copy_context().run, upload, data, name)
+                   for name, data in files.items()}
+        return {name: future.result() for name, future in futures.items()}
 
 
 def fingerprint_parts(site: str, account: str, prepared: PreparedGroup) -> dict[str, Any]:

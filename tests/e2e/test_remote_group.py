@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 
 import numpy as np
 import pytest
@@ -142,7 +143,7 @@ def test_a_group_gives_exactly_the_pixels_of_the_local_run(host, sim):
     assert again.status == "success" and len(sim.native_prompts()) == 1
 
 
-def test_masks_text_and_numbers_cross_the_border(host, sim):
+def test_masks_text_numbers_and_booleans_cross_the_border(host, sim):
     image = local_image(host, 22, size=(20, 12), channels=4)  # its alpha becomes Load Image's mask
     graph = {
         "1": {"class_type": "LoadImage", "inputs": {"image": image}},
@@ -160,19 +161,23 @@ def test_masks_text_and_numbers_cross_the_border(host, sim):
         "13": {"class_type": "MaskToImage", "inputs": {"mask": ["8", 0]}},
         "14": {"class_type": "SaveImage", "inputs": {"images": ["13", 0], "filename_prefix": "g-green"}},
         "15": {"class_type": "PreviewAny", "inputs": {"source": ["7", 0]}},
+        "20": {"class_type": "PrimitiveBoolean", "inputs": {"value": False}},
+        "21": {"class_type": "PrimitiveFloat", "inputs": {"value": 0.7}},
+        "22": {"class_type": "ImageBlur", "inputs": {"image": ["5", 0], "blur_radius": 1, "sigma": ["21", 0]}},
+        "23": {"class_type": "SaveImage", "inputs": {"images": ["22", 0], "filename_prefix": "g-blur"}},
         "16": {"class_type": "ImageToMask", "inputs": {"image": ["1", 0], "channel": "blue"}},  # k/255 values
-        "17": {"class_type": "GrowMask", "inputs": {"mask": ["16", 0], "expand": -1, "tapered_corners": False}},
+        "17": {"class_type": "GrowMask", "inputs": {"mask": ["16", 0], "expand": -1, "tapered_corners": ["20", 0]}},
         "18": {"class_type": "MaskToImage", "inputs": {"mask": ["17", 0]}},
         "19": {"class_type": "SaveImage", "inputs": {"images": ["18", 0], "filename_prefix": "g-shrunk"}},
     }
     local = host.run(graph, timeout=120)
     assert local.status == "success", local.error
-    prompt, [info] = converted(host, graph, {"title": "Masks", "node_ids": ["5", "6", "7", "8", "17"]})
-    assert [(i["type"]) for i in info["inputs"]] == ["IMAGE", "INT", "MASK", "STRING", "MASK"]
-    assert [(o["type"]) for o in info["outputs"]] == ["IMAGE", "MASK", "MASK", "STRING", "MASK"]
+    prompt, [info] = converted(host, graph, {"title": "Masks", "node_ids": ["5", "6", "7", "8", "17", "22"]})
+    assert [(i["type"]) for i in info["inputs"]] == ["IMAGE", "INT", "MASK", "STRING", "FLOAT", "MASK", "BOOLEAN"]
+    assert [(o["type"]) for o in info["outputs"]] == ["IMAGE", "MASK", "MASK", "STRING", "IMAGE", "MASK"]
     remote = host.run(prompt, timeout=180)
     assert remote.status == "success", (remote.error or {}).get("exception_message")
-    for node_id in ("10", "12", "14", "19"):
+    for node_id in ("10", "12", "14", "19", "23"):
         [want] = saved(host, local, node_id)
         [got] = saved(host, remote, node_id)
         assert np.array_equal(got, want), node_id
@@ -212,7 +217,7 @@ def test_after_a_restart_the_same_group_reuses_its_remote_prompt(sim, comfy_host
     group with the same inputs re-attaches to the finished prompt instead of paying again."""
     host = comfy_host_factory(env=sim.pack_env(), fresh=True, name="group-restart")
     image = local_image(host, 23)
-    prompt, _ = converted(host, chain(image, "before"), GROUP)
+    prompt, [info] = converted(host, chain(image, "before"), GROUP)
     first = host.run(prompt, timeout=180)
     assert first.status == "success", first.error
     [want] = saved(host, first, "14")
@@ -223,6 +228,8 @@ def test_after_a_restart_the_same_group_reuses_its_remote_prompt(sim, comfy_host
     [got] = saved(host, second, "14")
     assert np.array_equal(got, want)
     assert len(sim.native_prompts()) == 1 and sim.count("native/upload") >= 1
+    assert "re-attached to an earlier run" in statuses(second, info["node_id"])[-1]["line"]
+    assert "re-attached" in second.outputs[info["node_id"]]["text"][0]  # the node's final status, in the history
     host.stop()
 
 
@@ -284,3 +291,35 @@ def test_cancel_interrupts_the_remote_prompt_once(host, sim, plain_comfy):
     assert not remote.get("outputs")  # the remote Save Image never ran
     events = statuses(result, gid)
     assert events[-1]["state"] == "CANCEL", events[-1]
+
+
+def test_a_restart_mid_run_then_requeue_reattaches(sim, comfy_host_factory, plain_comfy):
+    """ComfyUI stopped while the group runs remotely (RUNNINGHUB_ON_SHUTDOWN=leave keeps the remote
+    prompt running): queueing the same graph after the restart follows that prompt to its end
+    and returns its result; nothing is submitted twice."""
+    host = comfy_host_factory(env=sim.pack_env(RUNNINGHUB_ON_SHUTDOWN="leave"), fresh=True, name="group-midrun")
+    image = local_image(host, 26)
+    prompt, [info] = converted(host, slow_chain(image), {"title": "Slow", "node_ids": [str(k) for k in range(11, 16)]})
+    gid = info["node_id"]
+    ws, client_id = host.open_ws()
+    try:
+        host.queue_prompt(prompt, client_id=client_id)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            message = ws.recv()
+            if isinstance(message, str) and '"runninghub.status"' in message and '"RUNNING"' in message:
+                break
+        else:
+            raise AssertionError("the group never ran")
+    finally:
+        ws.close()
+    host.restart()
+    [task] = sim.native_prompts()
+    assert task["status"] in ("RUNNING", "SUCCESS"), task  # left running, not cancelled (it may have ended meanwhile)
+    result = host.run(prompt, timeout=300)
+    assert result.status == "success", (result.error or {}).get("exception_message")
+    assert len(sim.native_prompts()) == 1
+    [out] = saved(host, result, "16")
+    assert out.shape == (2048, 2048, 3)
+    assert "re-attached" in statuses(result, gid)[-1]["line"]
+    host.stop()

@@ -259,3 +259,20 @@ def test_remote_check_lists_missing_classes_and_values_in_one_error():
     assert "value 'lanczos' (upscale_method of ImageScale #5)" in text
     assert error.missing_classes == ["FancyNode"]
     assert not rc.find_missing({"4": node("CheckpointLoaderSimple", ckpt_name="sd15.safetensors")}, object_info())
+
+
+def test_the_nodes_of_a_subgraph_in_the_group_belong_to_it():
+    prompt = {
+        "10": node("LoadImage", image="x.png"),
+        "57:1": node("ImageScale", image=["10", 0], upscale_method="area", width=8, height=8, crop="disabled"),
+        "57:2": node("ImageInvert", image=["57:1", 0]),
+        "14": node("SaveImage", images=["57:2", 0]),
+    }
+    converted = gp.convert(prompt, [group("57")], output_types)
+    gid = converted.groups[0]["node_id"]
+    assert set(converted.prompt) == {"10", "14", gid}
+    spec = json.loads(converted.prompt[gid]["inputs"]["group"])
+    assert set(spec["prompt"]) == {"57:1", "57:2"} and spec["inputs"][0]["to"] == [["57:1", "image"]]
+    remote = gp.remote_prompt(gp.GroupSpec.from_json(spec), {}, {"in_0": ["a.png"]})
+    assert {"57:1", "57:2", "58", "59"} == set(remote.prompt)  # added ids above every part of the group's
+    assert gp.in_group("57:30:2", {"57"}) and gp.in_group("57:30:2", {"57:30"}) and not gp.in_group("5", {"57"})

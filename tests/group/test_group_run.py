@@ -75,3 +75,20 @@ def test_outputs_are_decoded_from_the_history():
     assert text == "hello"
     with pytest.raises(Exception, match="out_0 .*returned no image"):
         gr.collect_outputs(s, {"out_0": "70", "out_1": "8", "out_2": "9"}, history, lambda ref: files[ref["filename"]])
+
+
+def test_each_distinct_file_is_uploaded_once():
+    same = torch.zeros((3, 4, 4, 3))
+    same[1] = 1.0  # items 0 and 2 are the same picture
+    prepared = gr.prepare(spec(["IMAGE", "IMAGE"]), {"in_0": same, "in_1": same[:1]})
+    sent = []
+
+    def upload(data, name):
+        sent.append(name)
+        return "sub/" + name
+
+    names = gr.upload_all(upload, prepared)
+    assert sorted(sent) == sorted(set(sent)) and len(sent) == 2
+    remote = prepared.with_names(names)
+    loads = [n["inputs"]["image"] for n in remote.prompt.values() if n["class_type"] == "LoadImage"]
+    assert len(loads) == 4 and all(name.startswith("sub/rh-") for name in loads)
