@@ -9,10 +9,10 @@ download the output (`/view`). Medians of `--repeat` fresh images each (a new im
 file name every run: ComfyUI caches node outputs by their inputs), floor and measured runs
 interleaved.
 
-Measured today: the simulator's proxy relay (key check, slot, billing, client_id rewriting,
-filtered history, /view ownership). The issue's measurement is the pack's *RH Remote Group*
-node running the same subgraph from a first ComfyUI; until that node is on main,
-`pack_once` below is the marked place where it plugs in (`--via pack`).
+`--via proxy` measures the simulator's proxy relay alone (key check, slot, billing,
+client_id rewriting, filtered history, /view ownership); `--via pack` the issue's
+measurement: the pack's *RH Remote Group* node running the same subgraph as a group of a
+first ComfyUI's graph (`pack_once`).
 
 Run: `scripts/run-in-venv.sh python bench/offload_overhead.py [--repeat 7] [--via proxy|pack]`
 """
@@ -23,12 +23,13 @@ import argparse
 import io
 import secrets
 import time
+from contextlib import nullcontext
 
 import numpy as np
 import requests
 from PIL import Image
 
-from common import ComfyHost, Simulator, bench_line, median, table
+from common import ComfyHost, Simulator, bench_line, comfy_with_pack, event_time, median, table
 from png_encode import photo_like
 
 TARGET = "ratio<=1.2"
@@ -84,27 +85,44 @@ def http_once(session: requests.Session, base: str, pixels: np.ndarray) -> dict:
     return {"total": t3 - t0, "upload": t1 - t0, "prompt": t2 - t1, "view": t3 - t2}
 
 
-# ----------------------------------------------------------------------------------------
-# >>> PLUG-IN POINT for the pack's RH Remote Group node (issue 12) <<<
-# When `RHRemoteGroup` is on main: start a first ComfyUI with the pack pointing at `sim`
-# (common.comfy_with_pack(sim, sim.keys[:1])), queue the same subgraph as a group converted
-# by POST /runninghub/group/convert (LoadImage stays local, nodes 2–5 are the group), and
-# return {"total": seconds from `executing` of the RHRemoteGroup node to its `executed`,
-# "upload": ..., "prompt": ..., "view": ...} (common.event_time). Until then `--via proxy`
-# measures the relay alone with http_once.
-def pack_once(sim: Simulator, pixels: np.ndarray) -> dict:
-    raise NotImplementedError("the RH Remote Group node is not on main yet: use --via proxy")
-# ----------------------------------------------------------------------------------------
+GROUP = {"title": "offload", "node_ids": ["2", "3", "4"], "account": "default"}
+
+
+def pack_once(host: ComfyHost, pixels: np.ndarray) -> dict:
+    """The same subgraph from a first ComfyUI with the pack: LoadImage and SaveImage local,
+    nodes 2–4 a group converted by POST /runninghub/group/convert and run by RH Remote Group.
+    Stages from the node's status events: `upload` (PNG encode, the object_info check,
+    upload), `prompt` (submitted to done), `view` (download and decode); `total` from its
+    `executing` to the local SaveImage's (the moment ComfyUI moved on)."""
+    tag = secrets.token_hex(5)
+    name = host.upload_image(png(pixels), f"offload-{tag}.png")["name"]
+    reply = host.post("/runninghub/group/convert", json={"prompt": subgraph(name, f"offload-{tag}"), "groups": [GROUP]})
+    reply.raise_for_status()
+    prompt, gid = reply.json()["prompt"], reply.json()["groups"][0]["node_id"]
+    result = host.run(prompt, timeout=300)
+    if result.status != "success":
+        raise RuntimeError(f"the group failed: {result.error}")
+    statuses = [e for e in result.events if e.type == "runninghub.status" and e.data.get("node") == gid]
+    start = event_time(result, "executing", gid)
+    sent = next(e.t for e in statuses if e.data["state"] == "SUBMITTING" and e.data.get("task_id"))
+    done = next(e.t for e in statuses if e.data["state"] == "SUCCESS")
+    end = event_time(result, "executing", "5")
+    return {"total": end - start, "upload": sent - start, "prompt": done - sent, "view": end - done}
 
 
 def run(sim: Simulator, remote, repeat: int = 7, via: str = "proxy") -> str:
     """`sim` runs with `--comfyui remote.base_url`; `remote` is the second ComfyUI."""
+    with (comfy_with_pack(sim, sim.keys[:1], name="offload-pack") if via == "pack" else nullcontext()) as pack:
+        return _run(sim, remote, repeat, via, pack)
+
+
+def _run(sim: Simulator, remote, repeat: int, via: str, pack: ComfyHost | None) -> str:
     session = requests.Session()
     proxy = sim.proxy_url(sim.keys[0])
     images = [photo_like(SIZE, seed=3000 + i) for i in range(repeat + 1)]
 
     def measured(pixels):
-        return pack_once(sim, pixels) if via == "pack" else http_once(session, proxy, pixels)
+        return pack_once(pack, pixels) if via == "pack" else http_once(session, proxy, pixels)
 
     http_once(session, remote.base_url, images[0])  # warm-up: imports, first model-free run, pools
     measured(photo_like(SIZE, seed=2999))

@@ -197,3 +197,11 @@ def video_file_bytes(video) -> bytes:
 
     video.save_to(buf, format=Types.VideoContainer.MP4, codec=Types.VideoCodec.H264)
     return buf.getvalue()
+
+
+def output_types(class_type: str) -> list:
+    """RETURN_TYPES of an installed node class (a list of options for a combo output);
+    KeyError when no such class is installed here."""
+    import nodes
+
+    return list(nodes.NODE_CLASS_MAPPINGS[class_type].RETURN_TYPES)

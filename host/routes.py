@@ -8,6 +8,8 @@ picker, override check). ComfyUI also serves each of them under `/api/runninghub
     POST   /runninghub/profiles/{name}/test                  account status of every key of the profile
     GET    /runninghub/workflows/{workflow_id}/fields        overridable fields (?profile=&refresh=1)
     POST   /runninghub/workflows/{workflow_id}/check         which override entries do not fit
+    POST   /runninghub/group/convert                         a prompt with its "Run on RunningHub" groups
+                                                             replaced by RH Remote Group nodes (no network)
 
 Rules every handler keeps:
 - a key goes in (once, in a POST body) and never comes out: replies, logs and error texts
@@ -43,7 +45,7 @@ from ..client.redact import redact_key, scrub
 from ..client.sites import SITES, resolve_site
 from ..client.transport import RetryPolicy, Timeouts
 from ..remote.run import remote_workflow
-from . import accounts, host_guard
+from . import accounts, comfy, host_guard
 from .task_panel import TASK_ROUTES
 
 log = logging.getLogger("runninghub_bridge.routes")
@@ -54,6 +56,8 @@ ENV_ROUTE_TIMEOUT = "RUNNINGHUB_ROUTE_TIMEOUT"
 ROUTE_TIMEOUTS = Timeouts(connect=5.0, read=15.0, upload_read=15.0, deadline=20.0)
 ROUTE_RETRY = RetryPolicy(attempts=2, base_delay=0.3, max_delay=2.0, max_retry_after=3.0)
 MAX_BODY_BYTES = 256 * 1024
+MAX_PROMPT_BYTES = 32 * 1024 * 1024  # a whole API prompt (group/convert)
+MAX_GROUPS = 64
 MAX_OVERRIDES = 500
 _WORKFLOW_ID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 _KEY_CHARS = re.compile(r"^[\x21-\x7e]{8,256}$")  # printable ASCII, no spaces
@@ -126,12 +130,12 @@ def _known_keys() -> tuple[str, ...]:
     return tuple(keys)
 
 
-async def _read_json(request) -> dict:
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise BadRequest(f"Request body too large (over {MAX_BODY_BYTES // 1024} KB).")
+async def _read_json(request, limit: int = MAX_BODY_BYTES) -> dict:
+    if request.content_length is not None and request.content_length > limit:
+        raise BadRequest(f"Request body too large (over {limit // 1024} KB).")
     raw = await request.read()
-    if len(raw) > MAX_BODY_BYTES:
-        raise BadRequest(f"Request body too large (over {MAX_BODY_BYTES // 1024} KB).")
+    if len(raw) > limit:
+        raise BadRequest(f"Request body too large (over {limit // 1024} KB).")
     if not raw.strip():
         return {}
     import json
@@ -486,6 +490,31 @@ def _check_entry(workflow: dict, workflow_id: str, index: int, entry: dict) -> d
     return result
 
 
+async def post_group_convert(request):
+    """`{prompt, groups: [{title, node_ids, account}]}` → `{prompt, groups: [{title, node_id, inputs,
+    outputs}]}` (remote/group_prompt.py), or 400 naming every link that may not cross a group's
+    border and its type. Sends nothing anywhere: the group runs when RH Remote Group executes."""
+    from ..remote.group_prompt import GroupError, GroupRequest, convert
+
+    try:
+        body = await _read_json(request, MAX_PROMPT_BYTES)
+        _only(body, ("prompt", "groups"))
+        prompt, groups = body.get("prompt"), body.get("groups")
+        if not isinstance(prompt, dict) or not prompt:
+            raise BadRequest("'prompt' must be the API-format prompt (an object of nodes).")
+        if not isinstance(groups, list) or not 0 < len(groups) <= MAX_GROUPS:
+            raise BadRequest(f"'groups' must be a list of 1 to {MAX_GROUPS} {{title, node_ids, account}} objects.")
+        requests = [GroupRequest.parse(g, i) for i, g in enumerate(groups)]
+        for r in requests:
+            _profile_name(r.account)
+        converted = await asyncio.to_thread(convert, prompt, requests, comfy.output_types)
+    except GroupError as exc:
+        return _error(str(exc), 400, error_type="GroupError")
+    except Exception as exc:  # noqa: BLE001
+        return _route_error(exc)
+    return _json({"prompt": converted.prompt, "groups": converted.groups})
+
+
 # --------------------------------------------------------------------------- registration
 
 Handler = Callable[[Any], Awaitable[Any]]
@@ -496,6 +525,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", f"{PREFIX}/profiles/{{name}}/test", test_profile),
     ("GET", f"{PREFIX}/workflows/{{workflow_id}}/fields", get_workflow_fields),
     ("POST", f"{PREFIX}/workflows/{{workflow_id}}/check", post_check),
+    ("POST", f"{PREFIX}/group/convert", post_group_convert),
     *TASK_ROUTES,
 ]
 _MARK = "_runninghub_bridge_routes"

@@ -4,10 +4,11 @@ from comfy_api.latest import ComfyExtension, io
 
 from .fetch_outputs import RHFetchOutputs
 from .override import RHNodeOverride
+from .remote_group import RHRemoteGroup
 from .run_workflow import RHRunWorkflow
 from .upload import RHUpload
 
-NODES: list[type[io.ComfyNode]] = [RHUpload, RHNodeOverride, RHRunWorkflow, RHFetchOutputs]
+NODES: list[type[io.ComfyNode]] = [RHUpload, RHNodeOverride, RHRunWorkflow, RHFetchOutputs, RHRemoteGroup]
 
 
 class RunningHubExtension(ComfyExtension):

@@ -3,7 +3,7 @@
 Runs go through the account's key pool (client/pool.py), so independent Run nodes and
 list-mapped runs (a list of seeds, prompts or uploaded images) run side by side up to the
 pool's capacity. ComfyUI calls a list-mapped async node once per list element, all at
-once; each call waits in a thread of its own (`_RUNNERS`: the default executor has too few
+once; each call waits in a thread of its own (`sweep.RUNNERS`: the default executor has too few
 threads for a sweep), and the calls of one node in one prompt share a `Sweep` (nodes/sweep.py):
 one status line per run on the node, one stop for all of them.
 """
@@ -15,7 +15,6 @@ import contextvars
 import functools
 import logging
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 from comfy_api.latest import io
 
@@ -26,11 +25,9 @@ from ..host import accounts, comfy, tasks
 from ..remote.run import RemoteTask, run_and_wait
 from .sockets import CATEGORY, RH_OVERRIDES, RH_TASK, account_input
 from ..remote.status import RunStatus
-from .sweep import stop_for, sweep_for
+from .sweep import RUNNERS, stop_for, sweep_for
 
 log = logging.getLogger("runninghub_bridge.nodes")
-
-_RUNNERS = ThreadPoolExecutor(max_workers=64, thread_name_prefix="rh-run")
 
 
 class RHRunWorkflow(io.ComfyNode):
@@ -108,7 +105,7 @@ class RHRunWorkflow(io.ComfyNode):
             on_reattach=on_reattach)
         try:
             task: RemoteTask = await asyncio.get_running_loop().run_in_executor(
-                _RUNNERS, contextvars.copy_context().run, call)
+                RUNNERS, contextvars.copy_context().run, call)
         except asyncio.CancelledError:
             abandoned.set()  # the thread cancels the remote task (or creates none) within a tick
             log.info("RH Run Workflow %s was abandoned by ComfyUI; stopping its remote task", node_id)

@@ -1,4 +1,4 @@
-"""Status and stop of the runs of one RH Run Workflow node in one prompt (a sweep).
+"""Status and stop of the runs of one RH Run Workflow (or RH Remote Group) node in one prompt (a sweep).
 
 ComfyUI calls a list-mapped async node once per list element, all at once. The calls of one
 node in one prompt share a `Sweep`: one status line per run on the node, and one stop for
@@ -12,12 +12,16 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 
 from ..client.stop import shutting_down
 from ..host import comfy
 from ..remote.status import RunStatus
 
 _KEEP = 64  # sweeps and prompts remembered (the newest ones)
+#: The threads remote runs wait in (RH Run Workflow, RH Remote Group): the default executor
+#: has too few threads for a sweep.
+RUNNERS = ThreadPoolExecutor(max_workers=64, thread_name_prefix="rh-run")
 BAR_PER_RUN = 100  # the node's progress bar: this much per run, filled by each run's fraction
 
 

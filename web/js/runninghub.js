@@ -1,10 +1,12 @@
 // RunningHub Bridge front end: key settings, the field picker and override checks on
-// RH Node Override, live status on RH Run Workflow, the task panel (sidebar). Written against ComfyUI front end 1.32.
+// RH Node Override, live status on RH Run Workflow, the task panel (sidebar), "Run on
+// RunningHub" for groups. Written against ComfyUI front end 1.32.
 import { api } from "../../../scripts/api.js";
 import { app } from "../../../scripts/app.js";
 import { attachCheckWidget, scheduleCheck } from "./rh/checks.js";
 import { injectStyle } from "./rh/dom.js";
 import { OVERRIDE, RUN } from "./rh/graph.js";
+import { groupMenuItems, setupGroups } from "./rh/group.js";
 import { loadStrings, t } from "./rh/i18n.js";
 import { openPicker } from "./rh/picker.js";
 import { settingsDefinitions } from "./rh/settings.js";
@@ -40,9 +42,15 @@ app.registerExtension({
   async setup() {
     setupStatus();
     registerTaskPanel();
+    setupGroups();
     watchLanguage();
     api.addEventListener("graphChanged", () => scheduleCheck());
     scheduleCheck(0);
+  },
+
+  // The canvas menu opened on a group: "Run on RunningHub" and the group's account profile.
+  getCanvasMenuItems(canvas) {
+    return groupMenuItems(canvas);
   },
 
   async beforeRegisterNodeDef(nodeType, nodeData) {

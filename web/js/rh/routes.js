@@ -46,4 +46,7 @@ export const routes = {
   tasks: () => call("GET", "/tasks"),
   cancelTask: (entry) => call("POST", `/tasks/${enc(entry)}/cancel`, {}),
   clearTask: (entry) => call("DELETE", `/tasks/${enc(entry)}`),
+  // Marked groups → one RH Remote Group node each (body: the API prompt, the groups' titles,
+  // node ids and profile names; never a key).
+  convertGroups: (prompt, groups) => call("POST", "/group/convert", { prompt, groups }),
 };

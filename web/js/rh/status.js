@@ -11,16 +11,16 @@ import { RUN, nodeForExecutionId } from "./graph.js";
 import { t } from "./i18n.js";
 
 export const STATUS_EVENT = "runninghub.status";
-const TERMINAL = new Set(["SUCCESS", "FAILED", "CANCEL"]);
+export const TERMINAL = new Set(["SUCCESS", "FAILED", "CANCEL"]);
 const ORDER = ["FAILED", "CANCEL", "RUNNING", "QUEUED", "SUBMITTED", "REATTACHED", "SUBMITTING", "WAITING", "SUCCESS"];
 const PREVIEW_WIDGET = "$$node-text-preview";
 
-function duration(seconds) {
+export function duration(seconds) {
   const s = Math.max(0, Math.floor(seconds || 0));
   return s < 60 ? t("status.seconds", { n: s }) : t("status.minutes", { m: Math.floor(s / 60), s: s % 60 });
 }
 
-function stateLabel(state) {
+export function stateLabel(state) {
   const text = t(`status.${state}`);
   return text === `status.${state}` ? String(state).toLowerCase() : text;
 }
@@ -79,7 +79,7 @@ function withState(text, span) {
 }
 
 /** `KSampler #3 · 12/20 · nodes 2/5`: the remote node of a running run, from its socket. */
-function remoteText(remote) {
+export function remoteText(remote) {
   if (!remote) return "";
   const parts = [];
   if (remote.node_id != null) parts.push(`${remote.node_class ?? t("status.node")} #${remote.node_id}`);

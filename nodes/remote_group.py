@@ -1,0 +1,133 @@
+"""RH Remote Group: a group of the user's own graph, run on RunningHub's native ComfyUI endpoint.
+
+The front end (or POST /runninghub/group/convert, for headless use) replaces the nodes of a
+group marked "Run on RunningHub" by this node: its `group` input carries the group's API
+nodes and its border (remote/group_prompt.py), `in_k` the values entering it, `out_k` the
+values leaving it. Execution (remote/group_run.py): check the remote has every node class
+and combo value, upload IMAGE/MASK inputs, submit once and wait (remote/native_run.py:
+ledger, progress, cancel, re-attach), download and decode the outputs. Status goes through
+the same channel as RH Run Workflow's (nodes/sweep.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import logging
+import threading
+from typing import Any
+
+from comfy_api.latest import io
+
+from ..client.errors import RunningHubError, WaitInterrupted
+from ..client.stop import run_with_stop
+from ..host import accounts, comfy
+from ..remote.group_prompt import MAX_PORTS, GroupSpec
+from ..remote.status import RunStatus
+from .sockets import CATEGORY, account_input
+from .sweep import RUNNERS, stop_for, sweep_for
+
+log = logging.getLogger("runninghub_bridge.nodes")
+
+
+class RHRemoteGroup(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="RHRemoteGroup",
+            display_name="RH Remote Group",
+            category=CATEGORY,
+            description=("Runs a group of your own graph on RunningHub's native ComfyUI endpoint and returns what "
+                         "leaves the group. Made by the front end for groups marked 'Run on RunningHub' (or by "
+                         "POST /runninghub/group/convert); the same inputs reuse the earlier result."),
+            inputs=[
+                io.String.Input("group", multiline=True, default="",
+                                tooltip="The group's API-format nodes and border, as JSON (written by the front end)."),
+                account_input(),
+                *[io.AnyType.Input(f"in_{k}", optional=True, tooltip=f"Value entering the group ({k})")
+                  for k in range(MAX_PORTS)],
+            ],
+            outputs=[io.AnyType.Output(f"out_{k}", display_name=f"out_{k}") for k in range(MAX_PORTS)],
+            hidden=[io.Hidden.unique_id],
+            is_output_node=True,
+        )
+
+    @classmethod
+    async def execute(cls, group: str, account: str = "default", **ins: Any) -> io.NodeOutput:
+        spec = GroupSpec.from_json(group)
+        node_id = cls.hidden.unique_id
+        prompt_id, index = comfy.executing_context()
+        index = index or 0  # a list-mapped call (a list wired into the group): one run per item
+        sweep = sweep_for(prompt_id, node_id)
+        abandoned = threading.Event()
+        should_stop, interrupted = stop_for(prompt_id, sweep, abandoned)
+        acct = accounts.account_for(account)
+        sweep.show(index, RunStatus("SUBMITTING", f"Group \"{spec.title}\": checking it on {acct.site.host}…"))
+        call = functools.partial(run_with_stop, should_stop, _run, spec, ins, acct, sweep, index, should_stop,
+                                 prompt_id, node_id)
+        try:
+            done, values = await asyncio.get_running_loop().run_in_executor(
+                RUNNERS, contextvars.copy_context().run, call)
+        except asyncio.CancelledError:
+            abandoned.set()
+            log.info("RH Remote Group %s was abandoned by ComfyUI; stopping its remote prompt", node_id)
+            raise
+        except WaitInterrupted as exc:
+            if not interrupted.is_set() and sweep.failed is not None:  # a sibling list item failed
+                message = f"{exc} Stopped because {sweep.failed}"
+                sweep.show(index, RunStatus("CANCEL", message, task_id=exc.task_id))
+                raise RunningHubError(message, task_id=exc.task_id, site=exc.site) from exc
+            log.info("%s", exc)
+            sweep.show(index, RunStatus("CANCEL", str(exc), task_id=exc.task_id))
+            comfy.raise_interrupt()
+            raise
+        except comfy.interrupt_exception():
+            raise
+        except Exception as exc:
+            sweep.fail(index, exc)
+            sweep.show(index, RunStatus("FAILED", f"failed: {exc}"[:400], task_id=getattr(exc, "task_id", None)))
+            raise
+        outputs = list(values) + [None] * (MAX_PORTS - len(values))
+        return io.NodeOutput(*outputs, ui={"text": [done.line], "rh_status": [done.to_event()]})
+
+
+def _run(spec: GroupSpec, ins: dict, acct, sweep, index: int, should_stop, prompt_id, node_id
+         ) -> tuple[RunStatus, list]:
+    """Worker thread: the whole remote run of the group (remote/group_run.py)."""
+    from ..remote import group_run
+    from ..remote.remote_check import MissingOnRemoteError
+
+    prepared = group_run.prepare(spec, ins)
+    native = _native_client(acct)
+    try:
+        group_run.check_remote(prepared, native.object_info(), host=acct.site.host, site=acct.site.base_url)
+    except MissingOnRemoteError:  # the cached list may predate a model just added: ask once more
+        group_run.check_remote(prepared, native.object_info(max_age=0), host=acct.site.host, site=acct.site.base_url)
+    names = group_run.upload_all(native.upload_image, prepared)
+    remote = prepared.with_names(names)
+    result = _run_prompt(native, remote.prompt, acct=acct, parts=group_run.fingerprint_parts(
+        acct.site.base_url, acct.profile, prepared), should_stop=should_stop, prompt_id=prompt_id, node_id=node_id,
+        index=index, on_status=lambda status: sweep.show(index, status))
+    values = group_run.collect_outputs(spec, remote.output_nodes, result.outputs, result.native.download)
+    reused = " (re-attached to an earlier run: nothing new billed)" if result.reattached else ""
+    done = RunStatus("SUCCESS", f"Group \"{spec.title}\": done on {acct.site.host}, RunningHub prompt "
+                                f"{result.prompt_id[:8]}{reused}", task_id=result.prompt_id, outputs=len(values))
+    sweep.show(index, done)
+    return done, values
+
+
+def _native_client(acct):
+    """The native-endpoint client of the account's first usable key. One key for the whole
+    run: the uploads, the prompt and the downloads must see the same account's files."""
+    from ..remote.native_run import shared_native
+
+    return shared_native(accounts.client_for(acct))
+
+
+def _run_prompt(native, prompt: dict, *, acct, parts: dict, should_stop, prompt_id, node_id, index, on_status):
+    from ..host import tasks
+    from ..remote.native_run import run_prompt
+
+    return run_prompt(native, prompt, fingerprint_parts=parts, should_stop=should_stop, on_status=on_status,
+                      journal=tasks.journal(acct, 0, prompt_id, node_id, index))
