@@ -151,8 +151,11 @@ def upload_all(upload: Callable[[bytes, str], str], prepared: PreparedGroup, *, 
 
 def fingerprint_parts(site: str, account: str, prepared: PreparedGroup) -> dict[str, Any]:
     """What decides "the same run": site, account and the remote prompt with every uploaded
-    file by content hash (the remote may name an upload otherwise)."""
-    return {"kind": "native-group", "site": site, "account": account, "prompt": prepared.planned.prompt}
+    file by content hash (the remote may name an upload otherwise). Node titles (`_meta`)
+    are left out: renaming a node runs nothing again."""
+    nodes = {node_id: {k: v for k, v in node.items() if k != "_meta"}
+             for node_id, node in prepared.planned.prompt.items()}
+    return {"kind": "native-group", "site": site, "account": account, "prompt": nodes}
 
 
 def collect_outputs(spec: GroupSpec, output_nodes: Mapping[str, str], history_outputs: Mapping[str, Any],
