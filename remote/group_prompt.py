@@ -201,7 +201,8 @@ def natural_key(node_id: str) -> tuple:
 # --------------------------------------------------------------------------- convert
 
 
-def convert(prompt: Mapping[str, Any], groups: Iterable[GroupRequest | Mapping], output_types: OutputTypes) -> Converted:
+def convert(prompt: Mapping[str, Any], groups: Iterable[GroupRequest | Mapping],
+            output_types: OutputTypes) -> Converted:
     """The prompt with each group replaced by one RH Remote Group node; GroupError (naming
     every refused link and its type) when a group cannot run remotely. `prompt` is not changed."""
     if not isinstance(prompt, Mapping) or not prompt:
