@@ -193,11 +193,6 @@ def in_group(node_id: str, ids: set[str]) -> bool:
     return any(":".join(parts[:k]) in ids for k in range(1, len(parts) + 1))
 
 
-def natural_key(node_id: str) -> tuple:
-    """'57:23' after '57', '10' after '9'."""
-    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in str(node_id).split(":"))
-
-
 # --------------------------------------------------------------------------- convert
 
 
