@@ -193,15 +193,11 @@ def in_group(node_id: str, ids: set[str]) -> bool:
     return any(":".join(parts[:k]) in ids for k in range(1, len(parts) + 1))
 
 
-def natural_key(node_id: str) -> tuple:
-    """'57:23' after '57', '10' after '9'."""
-    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in str(node_id).split(":"))
-
-
 # --------------------------------------------------------------------------- convert
 
 
-def convert(prompt: Mapping[str, Any], groups: Iterable[GroupRequest | Mapping], output_types: OutputTypes) -> Converted:
+def convert(prompt: Mapping[str, Any], groups: Iterable[GroupRequest | Mapping],
+            output_types: OutputTypes) -> Converted:
     """The prompt with each group replaced by one RH Remote Group node; GroupError (naming
     every refused link and its type) when a group cannot run remotely. `prompt` is not changed."""
     if not isinstance(prompt, Mapping) or not prompt:

@@ -2,9 +2,9 @@
 Group): inputs → remote prompt → check → upload → submit and wait → outputs.
 
 1. `encode_inputs`: IMAGE inputs become PNG files (media/, exact for 8-bit pixels), MASK
-   inputs PNG files the remote Load Image (as Mask) reads back exactly (grey read as
-   red, or the alpha of Load Image's own masks); every file is named by its content hash. STRING, INT, FLOAT, BOOLEAN and combo
-   values are written into the prompt.
+   inputs PNG files the remote Load Image (as Mask) reads back exactly (grey read as red,
+   or the alpha of Load Image's own masks); every file is named by its content hash.
+   STRING, INT, FLOAT, BOOLEAN and combo values are written into the prompt.
 2. `group_prompt.remote_prompt` adds the load and output nodes; `remote_check` compares it with
    the remote `/object_info` (cached by the native client): anything missing is one error,
    before anything is uploaded or billed.
@@ -125,7 +125,8 @@ def prepare(spec: GroupSpec, values: Mapping[str, Any]) -> PreparedGroup:
     return PreparedGroup(spec, inline, uploads, channels, planned)
 
 
-def check_remote(prepared: PreparedGroup, object_info: Mapping[str, Any], *, host: str, site: str | None = None) -> None:
+def check_remote(prepared: PreparedGroup, object_info: Mapping[str, Any], *, host: str,
+                 site: str | None = None) -> None:
     """MissingOnRemoteError naming every node class and combo value the remote lacks, and an
     error when the remote prompt would have no output at all."""
     missing = find_missing(prepared.planned.prompt, object_info, skip=prepared.planned.uploaded_fields)
@@ -151,8 +152,11 @@ def upload_all(upload: Callable[[bytes, str], str], prepared: PreparedGroup, *, 
 
 def fingerprint_parts(site: str, account: str, prepared: PreparedGroup) -> dict[str, Any]:
     """What decides "the same run": site, account and the remote prompt with every uploaded
-    file by content hash (the remote may name an upload otherwise)."""
-    return {"kind": "native-group", "site": site, "account": account, "prompt": prepared.planned.prompt}
+    file by content hash (the remote may name an upload otherwise). Node titles (`_meta`)
+    are left out: renaming a node runs nothing again."""
+    nodes = {node_id: {k: v for k, v in node.items() if k != "_meta"}
+             for node_id, node in prepared.planned.prompt.items()}
+    return {"kind": "native-group", "site": site, "account": account, "prompt": nodes}
 
 
 def collect_outputs(spec: GroupSpec, output_nodes: Mapping[str, str], history_outputs: Mapping[str, Any],

@@ -20,7 +20,8 @@ MODEL_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".sft
 class MissingOnRemoteError(RunningHubError):
     """The remote ComfyUI lacks node classes or combo values (model files) the prompt uses."""
 
-    def __init__(self, message: str, *, missing_classes: list[str], missing_values: list[dict], site: str | None = None):
+    def __init__(self, message: str, *, missing_classes: list[str], missing_values: list[dict],
+                 site: str | None = None):
         super().__init__(message, site=site)
         self.missing_classes = missing_classes
         self.missing_values = missing_values
@@ -81,8 +82,9 @@ def find_missing(prompt: Mapping[str, Mapping], object_info: Mapping[str, Any],
             wanted = value if isinstance(value, list) else [value]  # multi-select combos
             for item in wanted:
                 if isinstance(item, (str, int, float)) and item not in options:
+                    model = isinstance(item, str) and item.lower().endswith(MODEL_SUFFIXES)
                     values.append({"node": node_label(prompt, node_id), "node_id": node_id, "input": name,
-                                   "value": item, "model": isinstance(item, str) and item.lower().endswith(MODEL_SUFFIXES)})
+                                   "value": item, "model": model})
     return Missing(classes, values)
 
 

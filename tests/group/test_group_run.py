@@ -92,3 +92,14 @@ def test_each_distinct_file_is_uploaded_once():
     remote = prepared.with_names(names)
     loads = [n["inputs"]["image"] for n in remote.prompt.values() if n["class_type"] == "LoadImage"]
     assert len(loads) == 4 and all(name.startswith("sub/rh-") for name in loads)
+
+
+def test_the_fingerprint_is_the_remote_prompt_by_content_without_titles():
+    pixels = torch.zeros((1, 4, 4, 3))
+    s = spec(["IMAGE", "INT"])
+    one = gr.fingerprint_parts("http://x", "default", gr.prepare(s, {"in_0": pixels, "in_1": 3}))
+    titled = gp.GroupSpec(s.title, {"1": {**s.prompt["1"], "_meta": {"title": "renamed"}}}, s.inputs, s.outputs)
+    assert gr.fingerprint_parts("http://x", "default", gr.prepare(titled, {"in_0": pixels, "in_1": 3})) == one
+    assert gr.fingerprint_parts("http://x", "default", gr.prepare(s, {"in_0": pixels, "in_1": 4})) != one
+    assert gr.fingerprint_parts("http://x", "default", gr.prepare(s, {"in_0": pixels + 1 / 255, "in_1": 3})) != one
+    assert gr.fingerprint_parts("http://x", "other", gr.prepare(s, {"in_0": pixels, "in_1": 3})) != one
