@@ -8,7 +8,6 @@ import time
 
 import pytest
 
-from support.clients import make_client
 from support.pack import pack_module
 from support.simulator import WORKFLOWS
 
