@@ -328,3 +328,15 @@ def test_a_group_that_cannot_run_remotely_shows_why_and_queues_nothing(host, rem
     refusal = [m for m in page.log.pack_messages if m.startswith("GroupConvertError: Nothing was queued.")]
     assert refusal and len(refusal) == len(page.log.pack_messages), page.log.pack_messages
     page.log.pack_messages.clear()
+    # Saving or exporting the workflow still works (the front end's exports build the prompt
+    # with no graph argument): the exported API prompt keeps the group local, and says so.
+    exported = page.js("""async () => {
+        const p = await app.graphToPrompt();
+        return {groups: p.workflow.groups.length, classes: Object.values(p.output).map((n) => n.class_type)};
+    }""")
+    assert exported["groups"] == 1, exported
+    assert "LatentUpscaleBy" in exported["classes"] and "RHRemoteGroup" not in exported["classes"], exported
+    warning = page.page.get_by_text(re.compile(r"^Exported with the group running locally: "))
+    warning.first.wait_for(timeout=10_000)
+    assert "carries LATENT" in warning.first.inner_text()
+    assert remote.count("native/prompt") == 0

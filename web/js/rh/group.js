@@ -126,7 +126,12 @@ export function groupMenuItems(canvas) {
 
 // ------------------------------------------------------------------ queue time
 
-export class GroupConvertError extends Error {}
+export class GroupConvertError extends Error {
+  constructor(message, reason = message) {
+    super(message);
+    this.reason = reason;  // why, without "Nothing was queued"
+  }
+}
 
 /** Every marked group of the graph and of the subgraphs it uses, with the execution-id
  * prefixes of its nodes ("12", or "7:12" for node 12 inside subgraph node 7). A subgraph
@@ -195,7 +200,7 @@ export async function convertPrompt(output, rootGraph = app.graph) {
     const message = err instanceof RouteError && err.status === 400
       ? t("group.refused", { error: err.message })
       : t("group.convertFailed", { error: err.message });
-    throw new GroupConvertError(message);
+    throw new GroupConvertError(message, err.message);
   }
   (reply?.groups ?? []).forEach((info, index) => {
     const source = request[index];
@@ -209,13 +214,26 @@ export async function convertPrompt(output, rootGraph = app.graph) {
   return reply.prompt;
 }
 
+function exportedLocally(err) {
+  app.extensionManager?.toast?.add({
+    severity: "warn", summary: "RunningHub", detail: t("group.exportedLocal", { error: err.reason }), life: 8000,
+  });
+}
+
 /** Wraps `app.graphToPrompt` (the queue and "Export (API)" both build the prompt with it). */
 export function wrapGraphToPrompt() {
   const original = app.graphToPrompt;
   if (typeof original !== "function" || original.rhWrapped) return;
+  // The queue passes the graph; the front end's workflow exports call it with no argument.
   const wrapped = async function (...args) {
     const result = await original.apply(this, args);
-    if (result?.output) result.output = await convertPrompt(result.output, args[0] ?? app.rootGraph ?? app.graph);
+    if (!result?.output) return result;
+    try {
+      result.output = await convertPrompt(result.output, args[0] ?? app.rootGraph ?? app.graph);
+    } catch (err) {
+      if (args.length > 0 || !(err instanceof GroupConvertError)) throw err;  // a queue: nothing is sent
+      exportedLocally(err);  // an export: the workflow is still saved, its API prompt keeps the group local
+    }
     return result;
   };
   wrapped.rhWrapped = true;
