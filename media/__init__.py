@@ -10,7 +10,7 @@ wraps ComfyUI types around these functions). Modules:
 - `image_decode` downloaded image bytes -> (IMAGE, MASK), into a preallocated batch
 - `images`       both of the above under one name
 - `audio`        AUDIO <-> FLAC/WAV bytes, downloaded audio bytes -> AUDIO
-- `video`        probe downloaded video bytes; frames (+ audio) -> MP4 bytes
+- `video`        probe a downloaded video (its file, or bytes); frames (+ audio) -> MP4 bytes
 - `errors`       the exceptions, each saying what the user can do
 
 Importing this package imports nothing heavy; import the submodule you need.
