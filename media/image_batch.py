@@ -120,8 +120,8 @@ class ImageBatch:
         self.policy, self.align = policy, align
         self.max_pixels, self.max_batch_pixels = max_pixels, max_batch_pixels
         self._files: list[_File | None] = [None] * count
-        self._early: _Canvas | None = None  # the first file's size, while every file has it
-        self._same_size = True
+        self._early: _Canvas | None = None  # the batch at the first file's size
+        self._all_fit_early = True  # every file so far has that size (and it is under the cap)
         self._waiting: list[int] = []  # slots added but not yet handed to a thread
         self._jobs: list[Future] = []
         self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="rh-decode")
@@ -132,12 +132,14 @@ class ImageBatch:
             raise ValueError(f"slot {slot} of the image batch was given twice")
         info = probe_image(data, label=label, max_pixels=self.max_pixels)
         self._files[slot] = _File(data, label, frame, info)
-        self._same_size = self._same_size and self._fits_early_canvas(info)
+        if self._all_fit_early and not self._fits_early_canvas(info):
+            self._all_fit_early = False
+            self._early = None  # `finish` decodes every file again, on the policy's canvas
         self._waiting.append(slot)
 
     def start(self) -> None:
         """Decode every file added so far, on the batch's threads, while all share one size."""
-        if not self._same_size:
+        if not self._all_fit_early:
             return
         for slot in self._waiting:
             self._jobs.append(self._pool.submit(self._decode, self._early, slot))
@@ -150,7 +152,10 @@ class ImageBatch:
             raise ValueError(f"slots {missing} of the image batch were never given a file")
         self.start()
         self._wait()
-        canvas = self._early if self._same_size and self._early is not None else self._decode_on_policy_canvas()
+        if self._all_fit_early and self._early is not None:
+            canvas = self._early
+        else:
+            canvas = self._decode_on_policy_canvas()
         log.debug("decoded %d image(s) into %s (policy %s)", self.count, tuple(canvas.batch.image.shape),
                   self.policy)
         return canvas.batch
@@ -177,7 +182,6 @@ class ImageBatch:
         return (info.width, info.height) == self._early.size
 
     def _decode_on_policy_canvas(self) -> _Canvas:
-        self._early = None  # its memory goes before the new batch is allocated
         width, height = canvas_size([f.info for f in self._files], self.policy)
         pixels = self.count * width * height
         if pixels > self.max_batch_pixels:
