@@ -7,10 +7,12 @@ wraps ComfyUI types around these functions). Modules:
 - `limits`       the upload size limit, checked before sending
 - `pixels`       float <-> uint8 pixel conversion shared by the image and video code
 - `image_encode` IMAGE (+ MASK) -> PNG bytes for upload
-- `image_decode` downloaded image bytes -> (IMAGE, MASK), into a preallocated batch
-- `images`       both of the above under one name
+- `image_decode` one downloaded image file -> its slot of an (IMAGE, MASK) batch
+- `image_batch`  many downloaded image files -> one (IMAGE, MASK) batch, size policies:
+                 the one image decode path
+- `images`       the three above under one name
 - `audio`        AUDIO <-> FLAC/WAV bytes, downloaded audio bytes -> AUDIO
-- `video`        probe downloaded video bytes; frames (+ audio) -> MP4 bytes
+- `video`        probe a downloaded video (its file, or bytes); frames (+ audio) -> MP4 bytes
 - `errors`       the exceptions, each saying what the user can do
 
 Importing this package imports nothing heavy; import the submodule you need.

@@ -1,4 +1,7 @@
-"""Downloaded image bytes -> ComfyUI (IMAGE [B,H,W,3], MASK [B,H,W]).
+"""One downloaded image file -> its slot of an (IMAGE [B,H,W,3], MASK [B,H,W]) batch.
+
+`image_batch` builds batches from many files with these two functions: `probe_image`
+(header only) and `decode_image_into` (the pixels, written in place into a slot).
 
 Inputs are untrusted. Each file is identified by its magic bytes (the URL extension and
 RunningHub's `fileType` are ignored) and opened with only the matching Pillow plugin; the
@@ -11,38 +14,28 @@ Accepted: PNG (8/16-bit, grayscale, palette, with or without alpha or tRNS), JPE
 (for PNG only an eXIf chunk ahead of the pixel data counts, so the header alone decides the
 size). 16-bit grayscale PNGs keep their precision (v / 65535). Values follow LoadImage:
 image = v / 255 in float32, mask = 1 - alpha / 255, zeros where a file has no alpha.
+Animated files (GIF, animated WEBP, APNG): `frame` picks the frame (0, the first, as a
+still output is meant, by default).
 
-Animated files (GIF, animated WEBP, APNG): `frames="first"` (default) takes frame 0, as
-a still output is meant; `frames="all"` makes every frame its own batch item, in order.
-
-Mixed sizes in one batch, `policy`:
-- `pad` (default): canvas = the largest width x the largest height; each image is placed
-  unscaled at `align` ("top-left" default, or "center"); the padding is black and masked
-  (mask 1, like a transparent pixel). `image[i, :h, :w]` is then the exact original.
-- `fit`: each image is scaled, keeping its aspect ratio, to fit the first image's size,
-  placed at `align`, and padded (masked) like `pad`.
-- `stretch`: each image is resized to the first image's size, aspect ratio not kept. Only
-  when asked: it distorts.
-- `error`: raise if the sizes differ.
-Same-size batches come out identical under every policy.
-
-Memory: the output tensors are allocated once (`allocate_batch`) and each image is
-decoded straight into its slot (`decode_image_into`); the transient cost is one decoded
-image per worker, so 16 x 1024x1024 peaks near the size of the result itself. For
-decoding in threads as downloads finish: `probe_image` each file (header only), size the
-canvas with `canvas_size`, `allocate_batch`, then call `decode_image_into` per file from
-any thread (Pillow and numpy release the GIL while they work). `decode_images` does all
-of this for a list of bytes, optionally with a thread pool.
+A file whose size differs from its slot's, `policy`:
+- `pad` (default): placed unscaled at `align` ("top-left" default, or "center"); the
+  padding is black and masked (mask 1, like a transparent pixel). `image[:h, :w]` is then
+  the exact original.
+- `fit`: scaled, keeping its aspect ratio, to fit the slot, placed at `align`, and padded
+  (masked) like `pad`.
+- `stretch`: resized to the slot, aspect ratio not kept. Only when asked: it distorts.
+- `error`: raise.
+A file of the slot's size comes out identical under every policy. `decode_image_into` is
+thread-safe as long as each thread writes its own slot (Pillow and numpy release the GIL
+while they work).
 """
 
 from __future__ import annotations
 
 import io
-import logging
 import struct
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Literal, NamedTuple, Sequence
+from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -51,18 +44,13 @@ from PIL import Image
 from .errors import MediaDecodeError, MediaError, MediaTooLargeError
 from .sniff import expect_kind
 
-log = logging.getLogger("runninghub_bridge.media.image_decode")
-
 Policy = Literal["pad", "fit", "stretch", "error"]
 Align = Literal["top-left", "center"]
-Frames = Literal["first", "all"]
 POLICIES: tuple[str, ...] = ("pad", "fit", "stretch", "error")
 ALIGNS: tuple[str, ...] = ("top-left", "center")
 
 #: Cap on the pixels one file may declare (8192 x 8192; ~0.8 GB as a float IMAGE).
 DEFAULT_MAX_PIXELS = 8192 * 8192
-#: Cap on the pixels of a whole decoded batch (~3 GB of IMAGE + MASK).
-DEFAULT_MAX_BATCH_PIXELS = 192 * 1024 * 1024
 
 _PIL_FORMAT = {"png": "PNG", "jpeg": "JPEG", "webp": "WEBP", "gif": "GIF"}
 _ORIENTATION_TAG = 0x0112
@@ -111,31 +99,6 @@ def probe_image(data: bytes, *, label: str = "image", max_pixels: int = DEFAULT_
         return ImageInfo(label, kind, width, height, frames, img.mode, orientation)
 
 
-def canvas_size(infos: Sequence[ImageInfo], policy: Policy = "pad") -> tuple[int, int]:
-    """(width, height) of the batch canvas for `policy`; raises for `error` on mixed sizes."""
-    _check_choice("policy", policy, POLICIES)
-    if not infos:
-        raise MediaError("No images to decode: the list of downloaded files is empty.")
-    sizes = [(i.width, i.height) for i in infos]
-    if policy == "pad":
-        return max(w for w, _ in sizes), max(h for _, h in sizes)
-    if policy == "error" and len(set(sizes)) > 1:
-        listing = ", ".join(f"{i.label} {i.width}x{i.height}" for i in infos)
-        raise MediaError(
-            f"The images have different sizes ({listing}) and the size policy is 'error'. "
-            f"Choose 'pad', 'fit' or 'stretch' to combine them into one batch."
-        )
-    return sizes[0]
-
-
-def allocate_batch(count: int, width: int, height: int) -> DecodedImages:
-    """Uninitialised output tensors for `count` images; every slot is written by decode_image_into."""
-    return DecodedImages(
-        torch.empty((count, height, width, 3), dtype=torch.float32),
-        torch.empty((count, height, width), dtype=torch.float32),
-    )
-
-
 def decode_image_into(
     data: bytes,
     image_slot: torch.Tensor,
@@ -153,8 +116,8 @@ def decode_image_into(
     `stretch` it is resized to it; under `error` it must match exactly. Thread-safe as
     long as each thread writes its own slot.
     """
-    _check_choice("policy", policy, POLICIES)
-    _check_choice("align", align, ALIGNS)
+    check_choice("policy", policy, POLICIES)
+    check_choice("align", align, ALIGNS)
     slot_h, slot_w = image_slot.shape[0], image_slot.shape[1]
     if image_slot.shape != (slot_h, slot_w, 3) or mask_slot.shape != (slot_h, slot_w):
         raise ValueError(f"slots must be [H,W,3] and [H,W]; got {tuple(image_slot.shape)}, {tuple(mask_slot.shape)}")
@@ -173,53 +136,6 @@ def decode_image_into(
             raise MediaDecodeError(label, f"the {kind.upper()} data is corrupt or truncated ({exc})") from exc
         _write(pic, image_slot, mask_slot, align)
         return ImageInfo(label, kind, pic.width, pic.height, int(getattr(img, "n_frames", 1)), img.mode, orientation)
-
-
-def decode_images(
-    blobs: Sequence[bytes],
-    *,
-    labels: Sequence[str] | None = None,
-    policy: Policy = "pad",
-    align: Align = "top-left",
-    frames: Frames = "first",
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    max_batch_pixels: int = DEFAULT_MAX_BATCH_PIXELS,
-    workers: int = 1,
-) -> DecodedImages:
-    """Decode downloaded files into one (IMAGE, MASK) batch. See the module doc for policies."""
-    _check_choice("frames", frames, ("first", "all"))
-    if labels is None:
-        labels = [f"image {i + 1} of {len(blobs)}" for i in range(len(blobs))]
-    if len(labels) != len(blobs):
-        raise ValueError(f"{len(labels)} labels for {len(blobs)} files")
-    infos = [probe_image(b, label=lab, max_pixels=max_pixels) for b, lab in zip(blobs, labels)]
-    jobs = [(i, f) for i, info in enumerate(infos) for f in range(info.frames if frames == "all" else 1)]
-    width, height = canvas_size(infos, policy)
-    if len(jobs) * width * height > max_batch_pixels:
-        raise MediaTooLargeError(
-            "the batch",
-            f"{len(jobs)} images of {width}x{height} would be {len(jobs) * width * height / 1e6:.0f} "
-            f"megapixels, over the cap of {max_batch_pixels / 1e6:.0f}",
-            "Fetch fewer outputs at once, or raise max_batch_pixels if this machine has the memory.",
-        )
-    out = allocate_batch(len(jobs), width, height)
-
-    def run(slot: int) -> None:
-        i, f = jobs[slot]
-        lab = labels[i] if frames == "first" or infos[i].frames == 1 else f"{labels[i]} (frame {f + 1})"
-        decode_image_into(
-            blobs[i], out.image[slot], out.mask[slot],
-            label=lab, policy=policy, align=align, frame=f, max_pixels=max_pixels,
-        )
-
-    if workers > 1 and len(jobs) > 1:
-        with ThreadPoolExecutor(max_workers=min(workers, len(jobs)), thread_name_prefix="rh-decode") as pool:
-            list(pool.map(run, range(len(jobs))))
-    else:
-        for slot in range(len(jobs)):
-            run(slot)
-    log.debug("decoded %d image(s) into %s (policy %s)", len(jobs), tuple(out.image.shape), policy)
-    return out
 
 
 # --- internals -------------------------------------------------------------------------
@@ -354,6 +270,6 @@ def _write(pic: Image.Image, image_slot: torch.Tensor, mask_slot: torch.Tensor, 
         mask_np.fill(0.0)
 
 
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")

@@ -21,8 +21,10 @@ from .errors import UnsupportedMediaError
 UploadType = Literal["image", "video", "audio"]
 ComfyKind = Literal["IMAGE", "VIDEO", "AUDIO", "STRING"]
 
-#: How many leading bytes `sniff` looks at; pass at least this many for a reliable answer.
+#: How many leading bytes `sniff` needs for a reliable answer.
 SNIFF_BYTES = 64
+#: How many leading bytes `sniff` ever looks at (a whole text file up to this size is checked as JSON).
+SNIFF_WINDOW = 4096
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,7 @@ def sniff(data: bytes, *, label: str = "file") -> FileKind:
 
     Raises UnsupportedMediaError naming `label` when the bytes match nothing accepted.
     """
-    name = _sniff_name(bytes(data[:4096]))
+    name = _sniff_name(bytes(data[:SNIFF_WINDOW]))
     if name is None:
         head = bytes(data[:16])
         raise UnsupportedMediaError(
@@ -160,7 +162,7 @@ def _sniff_text(head: bytes) -> str | None:
         return None
     stripped = text.lstrip()
     if stripped[:1] in ("{", "["):
-        if len(head) < 4096:  # the whole file is here: check it really is JSON
+        if len(head) < SNIFF_WINDOW:  # the whole file is here: check it really is JSON
             try:
                 json.loads(text)
             except ValueError:

@@ -1,8 +1,10 @@
 """Video at the bytes level, with PyAV. ComfyUI's VIDEO object is built by the host adapter.
 
-- `probe_video(data)`: what a downloaded (untrusted) video is, from its headers plus one
-  decoded frame to prove it plays: container, codec, size, fps, frame count, duration,
-  audio. It never decodes the whole file.
+- `probe_video_file(path)`: what a downloaded (untrusted) video file is, from its headers
+  plus one decoded frame to prove it plays: container, codec, size, fps, frame count,
+  duration, audio. FFmpeg reads the file itself: only those parts, never the whole file
+  into memory, and nothing is decoded beyond that frame. `probe_video(data)` does the
+  same for bytes already in memory.
 - `encode_mp4(frames, fps, audio=None)`: an IMAGE batch [N,H,W,3] (+ optional AUDIO) as
   MP4 bytes, for when a VIDEO must be made from frames: H.264 (libx264, or the first of
   `VIDEO_CODEC_PREFERENCE` this PyAV build has), yuv420p (BT.601 limited range, what
@@ -16,6 +18,7 @@ from __future__ import annotations
 import io
 import logging
 import math
+import os
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Literal
@@ -26,7 +29,7 @@ import torch
 
 from .errors import MediaDecodeError, MediaEncodeError, MediaTooLargeError
 from .pixels import to_uint8
-from .sniff import expect_kind
+from .sniff import SNIFF_WINDOW, expect_kind
 
 log = logging.getLogger("runninghub_bridge.media.video")
 
@@ -60,50 +63,19 @@ class VideoInfo:
         return self.audio_codec is not None
 
 
+def probe_video_file(path: str | os.PathLike, *, label: str = "video",
+                     max_pixels: int = DEFAULT_MAX_VIDEO_PIXELS) -> VideoInfo:
+    """Describe the video file at `path`; raise MediaDecodeError if it is not a decodable video."""
+    with open(path, "rb") as fh:
+        head = fh.read(SNIFF_WINDOW)
+    kind = expect_kind(head, {"VIDEO"}, label=label).name
+    return _probe(os.fspath(path), kind, label, max_pixels)
+
+
 def probe_video(data: bytes, *, label: str = "video", max_pixels: int = DEFAULT_MAX_VIDEO_PIXELS) -> VideoInfo:
-    """Describe a video file; raise MediaDecodeError if it is not a decodable video."""
+    """Describe video bytes; raise MediaDecodeError if they are not a decodable video."""
     kind = expect_kind(data, {"VIDEO"}, label=label).name
-    try:
-        with av.open(io.BytesIO(data), mode="r") as container:
-            if not container.streams.video:
-                raise MediaDecodeError(label, f"the {kind} file has no video stream")
-            stream = container.streams.video[0]
-            ctx = stream.codec_context
-            width, height = int(ctx.width or 0), int(ctx.height or 0)
-            if width <= 0 or height <= 0:
-                raise MediaDecodeError(label, f"its video stream declares no frame size ({width}x{height})")
-            if width * height > max_pixels:
-                raise MediaTooLargeError(
-                    label,
-                    f"its frames are {width}x{height}, over the cap of {max_pixels / 1e6:.1f} megapixels",
-                    "If the video is genuine, raise max_pixels; otherwise the output is not a normal video.",
-                )
-            fps = Fraction(stream.average_rate) if stream.average_rate else None
-            duration = _duration(container, stream)
-            frame_count, exact = _frame_count(stream, fps, duration)
-            if _first_frame(container, stream) is None:
-                raise MediaDecodeError(label, f"no frame of its {ctx.name} stream could be decoded")
-            audio = container.streams.audio[0] if container.streams.audio else None
-            return VideoInfo(
-                label=label,
-                kind=kind,
-                container=container.format.name,
-                codec=ctx.name,
-                width=width,
-                height=height,
-                pix_fmt=ctx.pix_fmt,
-                fps=fps,
-                frame_count=frame_count,
-                frame_count_exact=exact,
-                duration=duration,
-                audio_codec=audio.codec_context.name if audio else None,
-                audio_sample_rate=int(audio.codec_context.sample_rate) if audio else None,
-                audio_channels=int(audio.codec_context.channels) if audio else None,
-            )
-    except MediaDecodeError:
-        raise
-    except _AV_ERRORS as exc:
-        raise MediaDecodeError(label, f"the {kind} data is corrupt or truncated ({exc})") from exc
+    return _probe(io.BytesIO(data), kind, label, max_pixels)
 
 
 def available_video_encoder() -> str:
@@ -165,6 +137,51 @@ def encode_mp4(
 
 
 # --- internals -------------------------------------------------------------------------
+
+
+def _probe(source: str | io.BytesIO, kind: str, label: str, max_pixels: int) -> VideoInfo:
+    """`source` (a path FFmpeg opens itself, or bytes in memory) as VideoInfo; `kind` is its sniffed type."""
+    try:
+        with av.open(source, mode="r") as container:
+            if not container.streams.video:
+                raise MediaDecodeError(label, f"the {kind} file has no video stream")
+            stream = container.streams.video[0]
+            ctx = stream.codec_context
+            width, height = int(ctx.width or 0), int(ctx.height or 0)
+            if width <= 0 or height <= 0:
+                raise MediaDecodeError(label, f"its video stream declares no frame size ({width}x{height})")
+            if width * height > max_pixels:
+                raise MediaTooLargeError(
+                    label,
+                    f"its frames are {width}x{height}, over the cap of {max_pixels / 1e6:.1f} megapixels",
+                    "If the video is genuine, raise max_pixels; otherwise the output is not a normal video.",
+                )
+            fps = Fraction(stream.average_rate) if stream.average_rate else None
+            duration = _duration(container, stream)
+            frame_count, exact = _frame_count(stream, fps, duration)
+            if _first_frame(container, stream) is None:
+                raise MediaDecodeError(label, f"no frame of its {ctx.name} stream could be decoded")
+            audio = container.streams.audio[0] if container.streams.audio else None
+            return VideoInfo(
+                label=label,
+                kind=kind,
+                container=container.format.name,
+                codec=ctx.name,
+                width=width,
+                height=height,
+                pix_fmt=ctx.pix_fmt,
+                fps=fps,
+                frame_count=frame_count,
+                frame_count_exact=exact,
+                duration=duration,
+                audio_codec=audio.codec_context.name if audio else None,
+                audio_sample_rate=int(audio.codec_context.sample_rate) if audio else None,
+                audio_channels=int(audio.codec_context.channels) if audio else None,
+            )
+    except MediaDecodeError:
+        raise
+    except _AV_ERRORS as exc:
+        raise MediaDecodeError(label, f"the {kind} data is corrupt or truncated ({exc})") from exc
 
 
 def _duration(container, stream) -> float | None:

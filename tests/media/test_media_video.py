@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import tracemalloc
 from fractions import Fraction
 
 import av
@@ -87,6 +88,32 @@ def test_probe_rejects_non_video_and_corrupt_bytes(video, errors):
     broken[48:] = bytes(len(broken) - 48)  # headers gone after the ftyp box
     with pytest.raises(errors.MediaDecodeError):
         video.probe_video(bytes(broken))
+
+
+def test_probe_video_file_leaves_the_file_to_ffmpeg_and_reads_none_of_it_into_memory(video, tmp_path):
+    path = tmp_path / "out.mp4"
+    path.write_bytes(video.encode_mp4(torch.rand(24, 240, 320, 3, generator=torch.Generator().manual_seed(3)), 12))
+    size = path.stat().st_size  # noise: about 1.2 MB
+    tracemalloc.start()
+    try:
+        info = video.probe_video_file(path, label="out.mp4")
+        _, peak = tracemalloc.get_traced_memory()  # Python's allocations: a read of the file would be one
+    finally:
+        tracemalloc.stop()
+    assert peak < size / 4, f"{peak} bytes allocated to probe a {size}-byte file"
+    assert (info.kind, info.width, info.height, info.frame_count) == ("mp4", 320, 240, 24)
+    assert info == video.probe_video(path.read_bytes(), label="out.mp4")
+
+
+def test_probe_video_file_rejects_non_video_and_corrupt_files(video, errors, tmp_path):
+    png = tmp_path / "out.mp4"
+    png.write_bytes(pil_bytes(Image.fromarray(rgb_array(8, 8)), "PNG"))
+    with pytest.raises(errors.UnsupportedMediaError, match="output 2 is a png file"):
+        video.probe_video_file(png, label="output 2")
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(av_video_file("mp4", "mpeg4", n=5)[:200])
+    with pytest.raises(errors.MediaDecodeError, match="output 3"):
+        video.probe_video_file(cut, label="output 3")
 
 
 def test_probe_size_cap(video, errors):

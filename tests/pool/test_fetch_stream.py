@@ -1,7 +1,8 @@
-"""The fetch path that decodes images as their downloads finish (remote/fetch.py, changed
-for the fetch_decode benchmark): the batch it builds must be exactly what the general
-decoder builds, masks included, whatever order the downloads finish in. The files are
-real PNGs served over HTTP by the simulator (its v2 upload gives each a download URL)."""
+"""The fetch path that decodes images as their downloads finish (remote/fetch.py, through
+media/image_batch.py; shaped by the fetch_decode benchmark): the batch it builds must be
+exactly what `decode_images` builds from the same files, masks included, whatever order
+the downloads finish in. The files are real PNGs served over HTTP by the simulator (its
+v2 upload gives each a download URL)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from support.pack import pack_module
 
 fetch = pack_module("remote.fetch")
 records = pack_module("client.records")
-image_decode = pack_module("media.image_decode")
+images = pack_module("media.images")
 
 
 def png(pixels: np.ndarray) -> bytes:
@@ -48,7 +49,7 @@ def fetch_into(tmp_path, sim):
         names = iter(range(10_000))
         got = fetch.fetch_outputs(client, "1990000000000000001", result_of(urls), size_policy=policy,
                                   new_temp_file=lambda suffix: str(tmp_path / f"f{next(names)}{suffix}"))
-        expected = image_decode.decode_images(blobs, policy=policy)
+        expected = images.decode_images(blobs, policy=policy)
         return got, expected
 
     return run
