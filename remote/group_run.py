@@ -30,7 +30,7 @@ from typing import Any, Callable, Mapping
 import torch
 
 from ..client.errors import RunningHubError
-from ..media.image_decode import decode_images
+from ..media.image_batch import decode_images
 from ..media.image_encode import encode_png, encode_png_batch
 from ..media.pixels import to_uint8
 from .group_prompt import GroupError, GroupSpec, RemotePrompt, remote_prompt
