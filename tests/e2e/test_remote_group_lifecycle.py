@@ -294,3 +294,51 @@ def test_stopping_comfyui_interrupts_a_running_group_prompt_once(sig, cancelling
     assert stopping and f"native prompt {task['promptId']}" in stopping[-1], host.log_tail()  # [-1]: after restarts
     interrupted_remotely(sim, remote_comfy, task)
     assert ledger_rows(host, before) == [(task["promptId"], "CANCEL")]
+
+
+def test_the_task_panel_takes_a_queued_group_prompt_off_the_remote_queue(cancelling_host, sim, remote_comfy, gate,
+                                                                        tmp_path):
+    """The remote ComfyUI is busy with another prompt: the group's prompt waits in its queue,
+    and the panel's Cancel deletes it there (no interrupt); the waiting node ends cancelled,
+    not with "the remote no longer knows the prompt"."""
+    host = cancelling_host
+    (tmp_path / "other").mkdir()
+    busy = Gate(tmp_path / "other")
+    remote_comfy.queue_prompt({  # someone else's prompt, straight on the remote ComfyUI
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
+        "2": {"class_type": "RHTestGate", "inputs": {"image": ["1", 0], "path": str(busy.path), "timeout": 60.0}},
+        "3": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}},
+    })
+    base = "/runninghub/tasks"
+    pool = ThreadPoolExecutor(max_workers=1)
+    try:
+        sim.wait_for(lambda: busy.started, timeout=60, interval=0.05)
+        prompt, gid = converted(host, gated_chain(local_image(host, 65), gate))
+        waiting = pool.submit(host.run, prompt, 120)
+
+        def listed():
+            found = [t for t in host.get(base).json()["tasks"] if t["kind"] == "native" and t["status"] == "QUEUED"]
+            return found or None
+
+        [entry] = sim.wait_for(listed, timeout=30, interval=0.1)
+        [task] = sim.native_prompts()
+        assert task["promptId"] == entry["task_id"]
+        assert entry["task_id"] in [item[1] for item in remote_comfy.queue()["queue_pending"]]
+        reply = host.post(f"{base}/{entry['entry']}/cancel", json={})
+        assert reply.status_code == 200, reply.text
+        result = waiting.result(timeout=30)
+    finally:
+        busy.open()
+        gate.open()
+        pool.shutdown(wait=True)
+
+    assert result.status == "error" and result.error["node_id"] == gid, result.status
+    message = result.error["exception_message"]
+    assert result.error["exception_type"].endswith("TaskCancelledError"), message
+    assert f"RunningHub prompt {entry['task_id']} was taken off the remote queue before it ran" in message
+    assert not gate.started  # it never ran
+    ended = sim.wait_for(lambda: (t := sim.native_prompts()[0])["finished"] and t, timeout=20, interval=0.1)
+    assert ended["cancelled"] and ended["consumeCoins"] == 0, ended
+    assert sim.count("native/interrupt") == 0 and sim.count("native/prompt") == 1
+    [after] = [t for t in host.get(base).json()["tasks"] if t["entry"] == entry["entry"]]
+    assert after["status"] == "CANCEL", after
