@@ -203,6 +203,13 @@ class _Record:
             self.ledger.forget(self.entry)
             self.entry = None
 
+    def cancelled_elsewhere(self) -> LedgerEntry | None:
+        """The entry, when something else (the task panel's Cancel) has finished it as CANCEL."""
+        if self.entry is None:
+            return None
+        found = self.ledger.get(self.entry)
+        return found if found is not None and found.status == "CANCEL" else None
+
     def finished(self, status: str, *, outputs: Mapping[str, Any] | None = None, message: str = "") -> None:
         if self.entry is not None:
             self.ledger.finished(self.entry, status, message=message,
@@ -420,6 +427,13 @@ class _Follow:
             log.info("prompt %s finished after %.1f s", self.prompt_id, self.clock() - self.started)
             return result
         if lookup.place is Place.UNKNOWN:
+            cancelled = self.record.cancelled_elsewhere()
+            if cancelled is not None:  # the task panel took it off the remote queue: gone, not lost
+                self.report(force=True, state="CANCEL")
+                raise TaskCancelledError(f"RunningHub prompt {self.prompt_id} was taken off the remote queue before "
+                                         f"it ran: {cancelled.message or 'cancelled'}",
+                                         reason=FailureReason(raw_message="cancelled"), task_id=self.prompt_id,
+                                         site=self.native.site.name)
             self.unknown += 1
             if self.unknown >= UNKNOWN_LIMIT:
                 raise TaskNotFoundError(f"RunningHub's ComfyUI ({self.native.site.host}) no longer knows prompt "

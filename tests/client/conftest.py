@@ -1,5 +1,6 @@
 """Fixtures for client tests against the simulator over real HTTP on loopback
-(`sim`, `client` and `no_key_in_logs` come from support/sim_fixtures.py)."""
+(`sim`, `client` and `no_key_in_logs` come from support/sim_fixtures.py, `remote_comfy`
+from support/comfy_fixtures.py)."""
 
 import pytest
 
@@ -11,12 +12,3 @@ def module_sim():
     with Simulator(run_seconds=0.3, concurrency=2) as sim:
         yield sim
 
-
-@pytest.fixture(scope="session")
-def remote_comfy():
-    """RunningHub's remote for the native-endpoint tests: a ComfyUI without the pack, with
-    two test nodes (support/native_test_nodes.py)."""
-    from support.native_support import remote_comfy_host
-
-    with remote_comfy_host() as host:
-        yield host

@@ -2,6 +2,8 @@
 
 Start-up costs several seconds on two cores, so hosts live for the whole session:
 - `plain_comfy`: ComfyUI without the pack (what the simulator forwards graphs to);
+- `remote_comfy`: ComfyUI without the pack but with the test nodes of
+  native_test_nodes.py: RunningHub's remote for the native-endpoint tests;
 - `comfy_host_factory(env=..., extra_args=...)`: ComfyUI with the pack. Asking twice with
   the same env and args gives the same running host; pass `fresh=True` for one of your
   own (still stopped at session end). Tests sharing a host must not leave work queued.
@@ -23,6 +25,16 @@ from .comfy_host import ComfyHost, selected_host
 @pytest.fixture(scope="session")
 def plain_comfy():
     with ComfyHost(with_pack=False, name="plain") as host:
+        yield host
+
+
+@pytest.fixture(scope="session")
+def remote_comfy():
+    """RunningHub's remote for the native-endpoint tests: a ComfyUI without the pack, with
+    the test nodes of native_test_nodes.py (steps, a failure, a gate the test opens)."""
+    from .native_support import remote_comfy_host
+
+    with remote_comfy_host() as host:
         yield host
 
 

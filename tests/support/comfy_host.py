@@ -384,6 +384,18 @@ class ComfyHost:
         self._terminate()
         return self.start()
 
+    def kill(self) -> None:
+        """SIGKILL ComfyUI and its children at once, as a crash or the OOM killer would: no
+        signal handler runs. `start()` (or `restart()`) brings it back in the same base directory."""
+        proc = self._proc
+        if proc is not None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(10)
+        self._terminate()
+
     def _wait_ready(self, started: float) -> None:
         deadline = started + self.startup_timeout
         while time.monotonic() < deadline:

@@ -1,4 +1,4 @@
-"""Helpers of the native-endpoint tests: the remote ComfyUI (with two test nodes, see
+"""Helpers of the native-endpoint tests: the remote ComfyUI (with test nodes, see
 native_test_nodes.py), native clients with test-sized retries, prompts, journals."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def fast_policy():
 
 @contextmanager
 def remote_comfy_host() -> Iterator[ComfyHost]:
-    """A ComfyUI without the pack, with the test nodes RHTestSteps and RHTestFail."""
+    """A ComfyUI without the pack, with the test nodes RHTestSteps, RHTestFail and RHTestGate."""
     base = Path(tempfile.mkdtemp(prefix="rh-native-remote-"))
     for sub in ("custom_nodes", "input", "output", "user", "temp"):
         (base / sub).mkdir()
@@ -34,7 +34,7 @@ def remote_comfy_host() -> Iterator[ComfyHost]:
     host = ComfyHost(with_pack=False, name="native-remote")
     host.base_dir = base
     with host:
-        assert "RHTestSteps" in host.object_info(), host.log_tail()
+        assert {"RHTestSteps", "RHTestGate"} <= set(host.object_info()), host.log_tail()
         yield host
 
 
