@@ -1,9 +1,10 @@
 """Every benchmark in one run (`make bench`): chain_overhead, notice_latency, fanout,
 fetch_decode and cancel_latency against one simulator on loopback and one real ComfyUI
 with the pack (a pool of 4 keys × 2 slots); offload_overhead (`--via pack`: RH Remote Group
-in a ComfyUI with the pack) with a simulator of its own in front of a second, plain ComfyUI. Prints one `BENCH ...` line per benchmark with its table, then
-a summary. Nothing passes or fails on time; a benchmark that breaks is reported and the
-others still run (exit status 1 then).
+in a ComfyUI with the pack) with a simulator of its own in front of a second, plain
+ComfyUI. Prints one `BENCH ...` line per benchmark with its table, then a summary.
+Nothing passes or fails on time; a benchmark that breaks is reported and the others still
+run (exit status 1 then).
 
 Run: `scripts/run-in-venv.sh python bench/run_all.py [--only NAME ...] [--long-seconds 60]`
 """
