@@ -3,16 +3,20 @@ SaveImage) run "on RunningHub" — through the simulator's native ComfyUI endpoi
 `/proxy/{key}/…` to a second, plain ComfyUI 0.3.75 — against the floor of the same subgraph
 queued directly on that second ComfyUI.
 
-Both sides make the same plain HTTP calls back to back: upload the input image
-(`/upload/image`), `POST /prompt`, `GET /history/<id>` every 20 ms until the prompt is done,
-download the output (`/view`). Medians of `--repeat` fresh images each (a new image and
-file name every run: ComfyUI caches node outputs by their inputs), floor and measured runs
-interleaved.
+The floor is the faster (by median) of two bare scripts, each making the plain calls back
+to back on the second ComfyUI: PNG encode, upload (`/upload/image`), `POST /prompt`, then
+either `GET /history/<id>` every 20 ms until the prompt is done (`poll`) or, with the
+prompt's `/ws` opened first, its `executing` null and one `GET /history/<id>` (`ws`), then
+the output's download (`/view`) and decode. On a quiet machine `ws` is the faster one
+(about 85 ms against 91); on a busy one they are even (the socket's messages cost the remote
+what the polls save). Medians of `--repeat` fresh images each (a new file name every run:
+ComfyUI caches node outputs by their inputs), floor and measured runs interleaved.
 
 `--via proxy` measures the simulator's proxy relay alone (key check, slot, billing,
-client_id rewriting, filtered history, /view ownership); `--via pack` the issue's
-measurement: the pack's *RH Remote Group* node running the same subgraph as a group of a
-first ComfyUI's graph (`pack_once`).
+client_id rewriting, filtered history, /view ownership: the floor's layout through
+`/proxy/{key}`); `--via pack` the issue's measurement (the one `run_all.py` runs): the pack's
+*RH Remote Group* node running the same subgraph as a group of a first ComfyUI's graph
+(`pack_once`), relay included.
 
 Run: `scripts/run-in-venv.sh python bench/offload_overhead.py [--repeat 7] [--via proxy|pack]`
 """
@@ -21,12 +25,14 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import secrets
 import time
 from contextlib import nullcontext
 
 import numpy as np
 import requests
+import websocket
 from PIL import Image
 
 from common import ComfyHost, Simulator, bench_line, comfy_with_pack, event_time, median, table
@@ -85,6 +91,46 @@ def http_once(session: requests.Session, base: str, pixels: np.ndarray) -> dict:
     return {"total": t3 - t0, "upload": t1 - t0, "prompt": t2 - t1, "view": t3 - t2}
 
 
+def ws_once(session: requests.Session, base: str, pixels: np.ndarray) -> dict:
+    """As http_once, but following the prompt's `/ws` (opened first, as a client must: a
+    ComfyUI sends a client's messages only while it is connected) to its `executing` null,
+    then reading its history once."""
+    tag = secrets.token_hex(5)
+    t0 = time.perf_counter()
+    ws = websocket.create_connection(base.replace("http", "ws", 1) + f"/ws?clientId={tag}", timeout=60,
+                                     sockopt=((6, 1, 1),))  # TCP_NODELAY
+    try:
+        up = session.post(base + "/upload/image", files={"image": (f"offload-{tag}.png", png(pixels), "image/png")},
+                          data={"overwrite": "true"}, timeout=60)
+        up.raise_for_status()
+        t1 = time.perf_counter()
+        reply = session.post(base + "/prompt", json={"prompt": subgraph(up.json()["name"], f"offload-{tag}"),
+                                                     "client_id": tag}, timeout=60)
+        reply.raise_for_status()
+        prompt_id = reply.json()["prompt_id"]
+        while True:
+            frame = ws.recv()
+            msg = json.loads(frame) if isinstance(frame, str) else {}
+            data = msg.get("data") or {}
+            if msg.get("type") == "executing" and data.get("node") is None and data.get("prompt_id") == prompt_id:
+                break
+    finally:
+        ws.close()
+    entry = session.get(f"{base}/history/{prompt_id}", timeout=60).json()[prompt_id]
+    if entry["status"]["status_str"] != "success":
+        raise RuntimeError(f"the subgraph failed: {entry['status']}")
+    t2 = time.perf_counter()
+    (image,) = entry["outputs"]["5"]["images"]
+    body = session.get(base + "/view", params=image, timeout=60)
+    body.raise_for_status()
+    out = np.asarray(Image.open(io.BytesIO(body.content)).convert("RGB"))
+    assert out.shape == (384, 384, 3)
+    t3 = time.perf_counter()
+    return {"total": t3 - t0, "upload": t1 - t0, "prompt": t2 - t1, "view": t3 - t2}
+
+
+LAYOUTS = {"poll": http_once, "ws": ws_once}  # the bare scripts; the faster one is the floor
+
 GROUP = {"title": "offload", "node_ids": ["2", "3", "4"], "account": "default"}
 
 
@@ -121,21 +167,31 @@ def _run(sim: Simulator, remote, repeat: int, via: str, pack: ComfyHost | None) 
     proxy = sim.proxy_url(sim.keys[0])
     images = [photo_like(SIZE, seed=3000 + i) for i in range(repeat + 1)]
 
-    def measured(pixels):
-        return pack_once(pack, pixels) if via == "pack" else http_once(session, proxy, pixels)
+    def measured(pixels) -> dict[str, dict]:
+        if via == "pack":
+            return {"pack": pack_once(pack, pixels)}
+        return {name: once(session, proxy, pixels) for name, once in LAYOUTS.items()}
 
-    http_once(session, remote.base_url, images[0])  # warm-up: imports, first model-free run, pools
+    for once in LAYOUTS.values():  # warm-up: imports, first model-free run, pools
+        once(session, remote.base_url, images[0])
     measured(photo_like(SIZE, seed=2999))
-    floors, values = [], []
+    floors: dict[str, list[dict]] = {name: [] for name in LAYOUTS}
+    values: dict[str, list[dict]] = {}
     for pixels in images[1:]:
-        floors.append(http_once(session, remote.base_url, pixels))
-        values.append(measured(pixels))
-    value, floor = median(v["total"] for v in values), median(f["total"] for f in floors)
+        for name, once in LAYOUTS.items():
+            floors[name].append(once(session, remote.base_url, pixels))
+        for name, run in measured(pixels).items():
+            values.setdefault(name, []).append(run)
+    layout = min(floors, key=lambda name: median(f["total"] for f in floors[name]))
+    side = values["pack"] if via == "pack" else values[layout]
+    value, floor = median(v["total"] for v in side), median(f["total"] for f in floors[layout])
     billed = [t for t in sim.native_prompts(sim.keys[0]) if t["consumeCoins"]]
-    line = bench_line("offload_overhead", value, floor, TARGET, runs=repeat, via=via, billed=len(billed))
-    table(["stage", "direct s", f"{via} s"],
-          [[stage, median(f[stage] for f in floors), median(v[stage] for v in values)]
-           for stage in ("upload", "prompt", "view", "total")])
+    line = bench_line("offload_overhead", value, floor, TARGET, runs=repeat, via=via, billed=len(billed),
+                      floor_layout=layout, floor_poll=median(f["total"] for f in floors["poll"]),
+                      floor_ws=median(f["total"] for f in floors["ws"]))
+    table(["stage", "direct poll s", "direct ws s", f"{via} s"],
+          [[stage, median(f[stage] for f in floors["poll"]), median(f[stage] for f in floors["ws"]),
+            median(v[stage] for v in side)] for stage in ("upload", "prompt", "view", "total")])
     return line
 
 

@@ -456,12 +456,14 @@ class NativeClient:
         return f"{base}?{urlencode({'clientId': str(client_id)})}"
 
     def open_socket(self, client_id: str, prompt: Mapping[str, Any] | None = None, *,
-                    label: str = "") -> TaskSocket | None:
+                    label: str = "", on_message: Callable[[dict], None] | None = None) -> TaskSocket | None:
         """Follow the /ws of `client_id` in the background (client/task_socket.py): the
         messages of the prompts submitted with that client id, their nodes named from
-        `prompt`. None when the address is not one to follow."""
+        `prompt`; `on_message` sees each one (network data) in the socket's thread. None
+        when the address is not one to follow."""
         return TaskSocket.open(self.socket_url(client_id), self.site, prompt,
-                               label=label or f"native socket of client {str(client_id)[:12]}")
+                               label=label or f"native socket of client {str(client_id)[:12]}",
+                               on_message=on_message)
 
 
 def forget_object_info() -> None:

@@ -7,7 +7,9 @@ prompt (`status`, `execution_start`, `execution_cached`, `executing`, `progress`
 does I/O. Every field comes from the network: ids and texts are capped, numbers checked.
 
 `ended` is only a hint that the task is over (the outputs reply stays the truth): the
-wait polls outputs at once when it turns true.
+wait polls outputs at once when it turns true. `settled` is ComfyUI's own last word on a
+prompt, `executing` with no node: a ComfyUI sends it after it wrote the prompt's history
+(`execution_success` comes before that), so `/history` answers from then on.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class RemoteProgress:
     messages: int = 0  # messages folded in so far
     prompt_id: str | None = None  # the remote prompt, from its first message that names one
     done_ids: frozenset = frozenset()
+    settled: bool = False  # `executing` with no node came: the prompt's history is written
 
     def describe(self) -> str:
         """`KSampler (#3) 12/20, nodes 2/5` — the part of a status line about the remote."""
@@ -89,7 +92,7 @@ def _executing(progress: RemoteProgress, data: dict, workflow) -> RemoteProgress
     progress = _done(progress, finished)
     if node is None:
         return replace(progress, node_id=None, node_class=None, value=None, max=None,
-                       ended=progress.ended or "done")
+                       ended=progress.ended or "done", settled=True)
     if node == progress.node_id:
         return progress
     return replace(progress, node_id=node, node_class=_class_of(workflow, node), value=None, max=None)

@@ -24,6 +24,7 @@ import json
 import logging
 import threading
 import time
+from dataclasses import replace
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
@@ -72,8 +73,10 @@ def checked_url(url: Any, site: Site) -> str | None:
 class TaskSocket:
     """One task's websocket, followed in a thread of its own."""
 
-    def __init__(self, url: str, workflow: Mapping[str, Any] | None = None, *, label: str = ""):
+    def __init__(self, url: str, workflow: Mapping[str, Any] | None = None, *, label: str = "",
+                 on_message: Callable[[dict], None] | None = None):
         self.url, self.workflow, self.label = url, workflow, label or describe_url(url)
+        self.on_message = on_message  # sees each decoded message in the socket's thread: must not block
         self._progress = start(workflow)
         self._lock = threading.Lock()
         self._news = threading.Event()
@@ -85,16 +88,24 @@ class TaskSocket:
 
     @classmethod
     def open(cls, url: Any, site: Site, workflow: Mapping[str, Any] | None = None, *,
-             label: str = "") -> "TaskSocket | None":
+             label: str = "", on_message: Callable[[dict], None] | None = None) -> "TaskSocket | None":
         """A started socket follower, or None when `url` is not one to connect to."""
         checked = checked_url(url, site)
         if checked is None:
             return None
-        socket = cls(checked, workflow, label=label)
+        socket = cls(checked, workflow, label=label, on_message=on_message)
         socket._thread = threading.Thread(target=contextvars.copy_context().run, args=(socket._run,),
                                           name="rh-task-socket", daemon=True)
         socket._thread.start()
         return socket
+
+    def set_workflow(self, workflow: Mapping[str, Any] | None) -> None:
+        """The remote workflow that names the nodes, when it was not known at `open` (before
+        the socket heard of a prompt)."""
+        with self._lock:
+            self.workflow = workflow
+            fresh = start(workflow)
+            self._progress = replace(self._progress, nodes_total=fresh.nodes_total)
 
     # -- what the wait reads -----------------------------------------------------------------
 
@@ -202,6 +213,11 @@ class TaskSocket:
             msg = json.loads(text)
         except ValueError:
             return False
+        if self.on_message is not None and isinstance(msg, dict):
+            try:
+                self.on_message(msg)
+            except Exception:  # noqa: BLE001 - a listener never takes the socket down
+                log.exception("task socket %s: message listener failed", self.label)
         with self._lock:
             self._progress = follow(self._progress, msg, self.workflow)
             ended = self._progress.ended is not None and self._progress.node_id is None

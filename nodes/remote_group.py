@@ -16,6 +16,7 @@ import contextvars
 import functools
 import logging
 import threading
+from contextlib import nullcontext
 from typing import Any
 
 from comfy_api.latest import io
@@ -98,18 +99,41 @@ def _run(spec: GroupSpec, ins: dict, acct, sweep, index: int, should_stop, promp
     from ..remote import group_run
     from ..remote.remote_check import MissingOnRemoteError
 
-    prepared = group_run.prepare(spec, ins)
     native = _native_client(acct)
+    object_info = native.object_info()  # cached: one request per site and key every few minutes
+    prefetch = None
+    early = None
     try:
-        group_run.check_remote(prepared, native.object_info(), host=acct.site.host, site=acct.site.base_url)
-    except MissingOnRemoteError:  # the cached list may predate a model just added: ask once more
-        group_run.check_remote(prepared, native.object_info(max_age=0), host=acct.site.host, site=acct.site.base_url)
-    names = group_run.upload_all(native.upload_image, prepared)
-    remote = prepared.with_names(names)
-    result = _run_prompt(native, remote.prompt, acct=acct, parts=group_run.fingerprint_parts(
-        acct.site.base_url, acct.profile, prepared), should_stop=should_stop, prompt_id=prompt_id, node_id=node_id,
-        index=index, on_status=lambda status: sweep.show(index, status))
-    values = group_run.collect_outputs(spec, remote.output_nodes, result.outputs, result.native.download)
+        if group_run.precheck(spec, ins, object_info, host=acct.site.host):
+            # the prompt's socket connects while the inputs encode (the encoder leaves the GIL)
+            prefetch = group_run.Prefetch(spec, None, native.download)
+            early = _early_socket(native, spec.prompt, prefetch)
+        prepared = group_run.prepare(spec, ins)
+        if early is not None:
+            early.name_nodes(prepared.planned.prompt)  # the loads and outputs the pack added, too
+            prefetch.expect(prepared.planned.output_nodes)
+        try:
+            group_run.check_remote(prepared, object_info, host=acct.site.host, site=acct.site.base_url)
+        except MissingOnRemoteError:  # the cached list may predate a model just added: ask once more
+            group_run.check_remote(prepared, native.object_info(max_age=0), host=acct.site.host,
+                                   site=acct.site.base_url)
+        journal = _journal(acct, prompt_id, node_id, index)
+        parts = group_run.fingerprint_parts(acct.site.base_url, acct.profile, prepared)
+        if early is not None and _ran_before(native, journal, parts):
+            early.close()  # that earlier prompt is re-attached to or reused: its own socket, if any
+            early = None
+        with early or nullcontext() as early:
+            names = group_run.upload_all(native.upload_image, prepared)
+            remote = prepared.with_names(names)
+            result = _run_prompt(native, remote.prompt, journal=journal, parts=parts, should_stop=should_stop,
+                                 on_status=lambda status: sweep.show(index, status), early=early)
+        values = group_run.collect_outputs(spec, remote.output_nodes, result.outputs, result.native.download,
+                                           prefetch if result.native is native else None)
+    finally:
+        if early is not None:
+            early.close()
+        if prefetch is not None:
+            prefetch.close()
     reused = " (re-attached to an earlier run: nothing new billed)" if result.reattached else ""
     done = RunStatus("SUCCESS", f"Group \"{spec.title}\": done on {acct.site.host}, RunningHub prompt "
                                 f"{result.prompt_id[:8]}{reused}", task_id=result.prompt_id, outputs=len(values))
@@ -125,9 +149,29 @@ def _native_client(acct):
     return shared_native(accounts.client_for(acct))
 
 
-def _run_prompt(native, prompt: dict, *, acct, parts: dict, should_stop, prompt_id, node_id, index, on_status):
+def _journal(acct, prompt_id, node_id, index):
     from ..host import tasks
+
+    return tasks.journal(acct, 0, prompt_id, node_id, index)
+
+
+def _early_socket(native, prompt: dict, prefetch):
+    """The new prompt's /ws, opened now (native_run.EarlySocket), telling `prefetch` of the
+    output nodes that ran (outputs download while the remote finishes)."""
+    from ..remote.native_run import EarlySocket
+
+    return EarlySocket.open(native, prompt, on_executed=prefetch.executed)
+
+
+def _ran_before(native, journal, parts: dict) -> bool:
+    """The ledger has an earlier run of the same inputs (run_prompt re-attaches to it)."""
+    from ..remote.native_run import fingerprint_for
+
+    return journal.ledger.lookup(fingerprint_for(native.site.base_url, journal, {}, parts)) is not None
+
+
+def _run_prompt(native, prompt: dict, *, journal, parts: dict, should_stop, on_status, early=None):
     from ..remote.native_run import run_prompt
 
     return run_prompt(native, prompt, fingerprint_parts=parts, should_stop=should_stop, on_status=on_status,
-                      journal=tasks.journal(acct, 0, prompt_id, node_id, index))
+                      journal=journal, early=early)

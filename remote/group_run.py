@@ -13,7 +13,10 @@ Group): inputs → remote prompt → check → upload → submit and wait → ou
    account and the remote prompt with the files' content-hash names.
 4. `collect_outputs`: each group output is read from the history of its output node:
    Save Image files downloaded and decoded (media/), a mask from their red channel, text
-   from Preview as Text.
+   from Preview as Text. `Prefetch` starts those downloads early, when the remote's socket
+   says an output node ran (its `executed` message names the files), so they overlap the
+   end of the remote run and the history read; a prefetched file is used only when the
+   history names the very same file.
 
 No ComfyUI imports; the node passes in the native client and its callbacks.
 """
@@ -23,7 +26,8 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import logging
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -33,7 +37,7 @@ from ..client.errors import RunningHubError
 from ..media.image_batch import decode_images
 from ..media.image_encode import encode_png, encode_png_batch
 from ..media.pixels import to_uint8
-from .group_prompt import GroupError, GroupSpec, RemotePrompt, remote_prompt
+from .group_prompt import UPLOADED_INPUTS, GroupError, GroupSpec, RemotePrompt, remote_prompt
 from .remote_check import find_missing, missing_error
 
 log = logging.getLogger("runninghub_bridge.remote")
@@ -138,6 +142,32 @@ def check_remote(prepared: PreparedGroup, object_info: Mapping[str, Any], *, hos
                          "or shows anything, so RunningHub would run nothing. Wire a value out of the group.")
 
 
+def precheck(spec: GroupSpec, values: Mapping[str, Any], object_info: Mapping[str, Any], *, host: str) -> bool:
+    """Whether the group will pass `check_remote`, judged before its inputs are encoded
+    (a placeholder file per batch item, a mask read from red; values of the wrong type
+    fail): the caller may then open the prompt's socket while the inputs encode. Only a
+    hint: `check_remote` on the prepared group still decides. Never raises."""
+    try:
+        inline: dict[str, Any] = {}
+        files: dict[str, list[str]] = {}
+        for port in spec.inputs:
+            value = values.get(port.name)
+            if port.type in UPLOADED_INPUTS:
+                if not isinstance(value, torch.Tensor):
+                    return False
+                batch = value.shape[0] if value.ndim == (4 if port.type == "IMAGE" else 3) else 1
+                files[port.name] = [f"rh-precheck-{i}.png" for i in range(max(int(batch), 1))]
+            elif value is None or isinstance(value, bool) and port.type != "BOOLEAN" \
+                    or not isinstance(value, _PY_TYPES[port.type]):
+                return False
+            else:
+                inline[port.name] = value
+        check_remote(PreparedGroup(spec, inline, {}, {}, remote_prompt(spec, inline, files)), object_info, host=host)
+        return True
+    except Exception:  # noqa: BLE001 - a hint only: the real check reports
+        return False
+
+
 def upload_all(upload: Callable[[bytes, str], str], prepared: PreparedGroup, *, parallel: int = 4) -> dict[str, str]:
     """Each distinct file uploaded once, up to `parallel` at a time (each in a copy of the
     caller's context, so the run's stop reaches it); {content-hash name: the remote's name}."""
@@ -159,9 +189,87 @@ def fingerprint_parts(site: str, account: str, prepared: PreparedGroup) -> dict[
     return {"kind": "native-group", "site": site, "account": account, "prompt": nodes}
 
 
+def _image_refs(output: Any) -> list[dict]:
+    items = output.get("images") if isinstance(output, Mapping) else None
+    return [r for r in items or [] if isinstance(r, dict) and r.get("filename")]
+
+
+def _refs_key(refs: list[dict]) -> tuple:
+    return tuple((str(r.get("filename")), str(r.get("subfolder") or ""), str(r.get("type") or "output"))
+                 for r in refs)
+
+
+def _labels(where: str, count: int) -> list[str]:
+    return [f"{where} file {i + 1}" for i in range(count)]
+
+
+class Prefetch:
+    """The group's image outputs, downloaded and decoded as soon as the remote socket's
+    `executed` message of their output node names the files (`executed`, called from the
+    socket's thread), one node at a time in a worker thread that carries the run's stop.
+    `take` hands a result over only for the very files the history names (the history
+    decides; otherwise, or when the prefetch failed, the caller downloads as usual).
+    `close()` drops what was not taken."""
+
+    def __init__(self, spec: GroupSpec, output_nodes: Mapping[str, str] | None, download: Callable[[dict], bytes]):
+        self._types = {port.name: port.type for port in spec.outputs}
+        self._wanted: dict[str, str] = {}
+        if output_nodes is not None:
+            self.expect(output_nodes)
+        self._download = download
+        self._context = contextvars.copy_context()  # the run's stop reaches the downloads
+        self._jobs: dict[str, tuple[tuple, Future]] = {}
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._closed = False
+
+    def expect(self, output_nodes: Mapping[str, str]) -> None:
+        """The remote prompt's output nodes (`RemotePrompt.output_nodes`): only theirs are fetched."""
+        self._wanted = {node_id: port for port, node_id in output_nodes.items()
+                        if self._types.get(port) in ("IMAGE", "MASK")}
+
+    def executed(self, node_id: str, output: Mapping[str, Any]) -> None:
+        if node_id not in self._wanted:
+            return
+        refs = _image_refs(output)
+        if not refs:
+            return
+        with self._lock:
+            if self._closed or node_id in self._jobs:
+                return
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rh-group-prefetch")
+            job = self._pool.submit(self._context.copy().run, self._fetch, refs)
+            self._jobs[node_id] = (_refs_key(refs), job)
+
+    def _fetch(self, refs: list[dict]):
+        blobs = [self._download(ref) for ref in refs]
+        return decode_images(blobs, labels=_labels("prefetched output", len(blobs)), policy="pad")
+
+    def take(self, node_id: str, refs: list[dict]):
+        """The decoded files of `node_id` when they were prefetched and are `refs`; else None."""
+        with self._lock:
+            job = self._jobs.pop(node_id, None)
+        if job is None or job[0] != _refs_key(refs):
+            return None
+        try:
+            return job[1].result()
+        except Exception as exc:  # noqa: BLE001 - downloaded again the usual way, which reports it
+            log.info("prefetch of remote node %s's outputs failed (%s); downloading them again", node_id,
+                     type(exc).__name__)
+            return None
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed, pool, self._jobs = True, self._pool, {}
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
 def collect_outputs(spec: GroupSpec, output_nodes: Mapping[str, str], history_outputs: Mapping[str, Any],
-                    download: Callable[[dict], bytes]) -> list[Any]:
-    """The group's outputs (out_0, out_1, ...) from the remote history's outputs."""
+                    download: Callable[[dict], bytes], prefetch: Prefetch | None = None) -> list[Any]:
+    """The group's outputs (out_0, out_1, ...) from the remote history's outputs (images
+    from `prefetch` when it holds the same files)."""
     values: list[Any] = []
     for port in spec.outputs:
         node_id = output_nodes[port.name]
@@ -173,10 +281,12 @@ def collect_outputs(spec: GroupSpec, output_nodes: Mapping[str, str], history_ou
                 raise RunningHubError(f"{where}: the remote returned no text.")
             values.append(texts[0] if len(texts) == 1 else "\n".join(str(t) for t in texts))
             continue
-        refs = [r for r in found.get("images") or [] if isinstance(r, dict) and r.get("filename")]
+        refs = _image_refs(found)
         if not refs:
             raise RunningHubError(f"{where}: the remote returned no image.")
-        blobs = [download(ref) for ref in refs]
-        decoded = decode_images(blobs, labels=[f"{where} file {i + 1}" for i in range(len(blobs))], policy="pad")
+        decoded = prefetch.take(node_id, refs) if prefetch is not None else None
+        if decoded is None:
+            blobs = [download(ref) for ref in refs]
+            decoded = decode_images(blobs, labels=_labels(where, len(blobs)), policy="pad")
         values.append(decoded.image[..., 0].contiguous() if port.type == "MASK" else decoded.image)
     return values

@@ -16,8 +16,13 @@ wait for it, with the guarantees of a workflow run (remote/run.py):
   the submission so no message is missed): the executing remote node (id and class from
   the prompt), its steps, nodes done / total, as `RunStatus` (remote/status.py). The socket
   never decides the outcome: `/history` does (`status_str`, the `execution_error` message
-  naming the remote node and its exception). When the socket is silent or dropped,
-  `/queue` + `/history` are polled on the workflow runs' schedule (client/polling.PollPolicy).
+  naming the remote node and its exception). The end is read with one `/history` call
+  when the socket says the history is written (ComfyUI's `executing` null, which follows
+  `execution_success`; SETTLE_GRACE after the latter when it never comes). When the socket
+  is silent or dropped, `/queue` + `/history` are polled on the workflow runs' schedule
+  (client/polling.PollPolicy). `EarlySocket` lets a caller choose the prompt id and open
+  its socket before the prompt is ready (while its inputs encode and upload), and hear of
+  output nodes that ran (`executed`) to fetch their files before the history is read.
 - **Cancel** (the run's stop, client/stop.py): exactly one remote interrupt when the prompt
   runs, a queue delete when it is still queued, nothing when it already ended.
 """
@@ -53,6 +58,7 @@ log = logging.getLogger("runninghub_bridge.remote")
 
 KIND = "native"
 SOCKET_WAIT = 2.0  # seconds to wait for the /ws before submitting (then poll instead)
+SETTLE_GRACE = 0.25  # seconds from the socket's end of a prompt to its `executing` null, else poll anyway
 UNKNOWN_LIMIT = 3  # polls in a row that find the prompt nowhere before giving up on it
 MAX_TRACEBACK_LINES = 6
 _shared: dict[tuple[str, str], NativeClient] = {}
@@ -303,7 +309,10 @@ class _Follow:
         self.failures = 0
         self.unknown = 0
         self.trouble: str | None = None
-        self.ended_seen = False
+        self.ended_seen = False  # the socket said the prompt ended (execution_success / _error / ...)
+        self.ended_at = 0.0
+        self.settled_seen = False  # ... and that its history is written (`executing` null)
+        self.grace_over = False
 
     # -- what the node shows --------------------------------------------------------------
 
@@ -355,17 +364,30 @@ class _Follow:
         return self.socket is not None and self.socket.healthy
 
     def socket_says_ended(self) -> bool:
+        """True once when the prompt's history should be there: at ComfyUI's `executing`
+        null (sent after the history is written; `execution_success` comes before it, when
+        a poll would often still find the prompt running), or SETTLE_GRACE after the end
+        message when that never comes (a remote that does not send it)."""
         remote = self.remote()
-        if remote is None or remote.ended is None or self.ended_seen:
+        if remote is None or remote.ended is None:
             return False
-        self.ended_seen = True
-        return True
+        if not self.ended_seen:
+            self.ended_seen, self.ended_at = True, self.clock()
+        if remote.settled:
+            if self.settled_seen:
+                return False
+            self.settled_seen = True
+            return True
+        if not self.grace_over and self.clock() - self.ended_at >= SETTLE_GRACE:
+            self.grace_over = True
+            return True
+        return False
 
     def next_interval(self) -> float:
         if self.failures:
             return self.policy.outage.delay(self.failures)
         if self.ended_seen:  # the socket said it ended: its history is due any moment
-            return self.policy.fast_interval
+            return self.policy.near_interval
         self.interval = self.policy.next_interval(self.clock() - self.phase_started, self.interval)
         return self.interval
 
@@ -381,11 +403,14 @@ class _Follow:
             remote = self.remote()
             if remote is not None and remote.node_id is not None and self.state == "QUEUED":
                 self.move("RUNNING")
-            due = max(interval, self.policy.heartbeat) if self.socket_healthy() and not self.failures else interval
-            remaining = since + due - self.clock()
-            if remaining <= 0:
-                return
-            step = min(self.policy.tick, remaining)
+            if self.ended_seen and not self.settled_seen and not self.grace_over:
+                remaining = self.ended_at + SETTLE_GRACE - self.clock() + 0.001  # until `executing` null
+            else:
+                due = max(interval, self.policy.heartbeat) if self.socket_healthy() and not self.failures else interval
+                remaining = since + due - self.clock()
+                if remaining <= 0:
+                    return
+            step = min(self.policy.tick, max(remaining, 0.001))
             if self.socket is not None:
                 if self.socket.wait_for_news(step) and self.clock() - self.last_report >= self.policy.remote_every:
                     self.report(force=True)
@@ -393,9 +418,18 @@ class _Follow:
                 time.sleep(step)
             self.report()
 
+    def lookup(self) -> Lookup:
+        """Where the prompt is. Once the socket said it ended, its history is asked first:
+        one request instead of /queue + /history (the queue only when it is not there yet)."""
+        if self.ended_seen:
+            entry = self.native.history(self.prompt_id)
+            if entry is not None:
+                return Lookup(Place.DONE, entry)
+        return self.native.find(self.prompt_id)
+
     def poll(self) -> Lookup | None:
         try:
-            lookup = self.native.find(self.prompt_id)
+            lookup = self.lookup()
         except WaitInterrupted:
             stopped = self.cancel()
             self.report(force=True, state="CANCEL", line=str(stopped))
@@ -511,6 +545,63 @@ class _Started:
     state: str
 
 
+class EarlySocket:
+    """A new prompt's id, chosen early, with its /ws opened early: while the prompt's inputs
+    encode and upload (nodes/remote_group.py), so that the socket's connect (a TLS handshake
+    away on the real service) is not waited for after them. `run_prompt(..., early=...)` submits under
+    that id and follows that socket when the prompt goes to the same key; any other way the
+    run goes (re-attach, another key of a pool, an error) closes it. Close it in a
+    `finally` (or use it as a context manager): closing a socket handed on is a no-op."""
+
+    def __init__(self, native: NativeClient | None, prompt_id: str, socket: TaskSocket | None):
+        self.native, self.prompt_id, self.socket = native, prompt_id, socket
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, native: NativeClient, prompt: Mapping[str, Any] | None = None, *,
+             on_executed: Callable[[str, dict], None] | None = None) -> "EarlySocket":
+        """`prompt` names the remote nodes in the progress (its ids and classes are enough).
+        `on_executed(node_id, output)`: the remote's `executed` messages of this prompt (its
+        output's file references, before the history has them), in the socket's thread."""
+        prompt_id = new_prompt_id()
+        listener = None
+        if on_executed is not None:
+            def listener(msg: dict) -> None:
+                data = msg.get("data")
+                if msg.get("type") == "executed" and isinstance(data, dict) and data.get("prompt_id") == prompt_id \
+                        and isinstance(data.get("output"), dict) and data.get("node") is not None:
+                    on_executed(str(data["node"]), data["output"])
+        socket = native.open_socket(client_id_for(prompt_id), prompt, label=f"native prompt {prompt_id}",
+                                    on_message=listener)
+        return cls(native, prompt_id, socket)
+
+    def name_nodes(self, prompt: Mapping[str, Any]) -> None:
+        """The prompt as it will be sent (when it was not known at `open`)."""
+        socket = self.socket
+        if socket is not None:
+            socket.set_workflow(prompt)
+
+    def take(self, native: NativeClient) -> TaskSocket | None:
+        """The socket, handed on once, when `native` is the client it was opened with."""
+        with self._lock:
+            socket, self.socket = self.socket, None
+        if socket is not None and native is not self.native:
+            socket.close()
+            return None
+        return socket
+
+    def close(self) -> None:
+        with self._lock:
+            socket, self.socket = self.socket, None
+        _close(socket)
+
+    def __enter__(self) -> "EarlySocket":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
 def run_prompt(native: NativeClient | KeyPool, prompt: Mapping[str, Any], *,
                fingerprint_parts: Mapping[str, Any] | None = None, journal: RunJournal | None = None,
                should_stop: Callable[[], bool] | None = None,
@@ -519,7 +610,7 @@ def run_prompt(native: NativeClient | KeyPool, prompt: Mapping[str, Any], *,
                on_wait: Callable[[str], None] | None = None,
                on_warning: Callable[[str], None] | None = None,
                policy: PollPolicy | None = None, capacity_budget: float = 600.0,
-               socket_wait: float = SOCKET_WAIT) -> NativePromptResult:
+               socket_wait: float = SOCKET_WAIT, early: EarlySocket | None = None) -> NativePromptResult:
     """Run `prompt` (API format) on the native endpoint of `native` (a client, or a key pool
     whose keys' clients `shared_native` turns into native clients) and wait for its end.
 
@@ -532,7 +623,24 @@ def run_prompt(native: NativeClient | KeyPool, prompt: Mapping[str, Any], *,
 
     `on_status(RunStatus)` sees SUBMITTING, QUEUED, RUNNING (with the remote node and its
     steps), then SUCCESS, FAILED or CANCEL; `on_submitted(prompt_id)` once it is queued.
-    With a `journal` the prompt is kept in the task ledger and re-attached by fingerprint."""
+    With a `journal` the prompt is kept in the task ledger and re-attached by fingerprint.
+    `early`: a prompt id and /ws opened before (EarlySocket); closed here when not used."""
+    try:
+        return _run_prompt(native, prompt, fingerprint_parts=fingerprint_parts, journal=journal,
+                           should_stop=should_stop, on_status=on_status, on_submitted=on_submitted, on_wait=on_wait,
+                           on_warning=on_warning, policy=policy, capacity_budget=capacity_budget,
+                           socket_wait=socket_wait, early=early)
+    finally:
+        if early is not None:
+            early.close()
+
+
+def _run_prompt(native: NativeClient | KeyPool, prompt: Mapping[str, Any], *,
+                fingerprint_parts: Mapping[str, Any] | None, journal: RunJournal | None,
+                should_stop: Callable[[], bool] | None, on_status: Callable[[RunStatus], None] | None,
+                on_submitted: Callable[[str], None] | None, on_wait: Callable[[str], None] | None,
+                on_warning: Callable[[str], None] | None, policy: PollPolicy | None, capacity_budget: float,
+                socket_wait: float, early: EarlySocket | None) -> NativePromptResult:
     if not isinstance(prompt, Mapping) or not prompt:
         raise RunningHubError("The remote prompt is empty: there is nothing to run on RunningHub.")
     prompt = dict(prompt)
@@ -561,12 +669,14 @@ def run_prompt(native: NativeClient | KeyPool, prompt: Mapping[str, Any], *,
             with record.turn(should_stop):
                 earlier = record.earlier()
                 if earlier is None:
-                    prompt_id = new_prompt_id()
+                    prompt_id = early.prompt_id if early is not None else new_prompt_id()
                     tell("SUBMITTING", f"RunningHub prompt {prompt_id[:8]}: sending", prompt_id)
-                    create = _submitter(prompt, prompt_id, record, socket_wait)
+                    create = _submitter(prompt, prompt_id, record, socket_wait, early)
                     lease, started = pool.submit(create, should_stop=should_stop, budget_seconds=capacity_budget,
                                                  on_wait=on_wait, on_warning=on_warning)
                     break
+            if early is not None:
+                early.close()  # the earlier prompt's own client id is followed instead
             result = _reattach(pool, earlier, record, follow, prompt)
             if result is not None:
                 return result
@@ -576,13 +686,17 @@ def run_prompt(native: NativeClient | KeyPool, prompt: Mapping[str, Any], *,
             return follow(started, reattached=False)
 
 
-def _submitter(prompt: dict, prompt_id: str, record: _Record, socket_wait: float) -> Callable[[Any], _Started]:
-    """`create(client)` for pool.submit: the /ws first, the ledger entry, then POST /prompt."""
+def _submitter(prompt: dict, prompt_id: str, record: _Record, socket_wait: float,
+               early: EarlySocket | None = None) -> Callable[[Any], _Started]:
+    """`create(client)` for pool.submit: the /ws first (the early one when it is this
+    client's), the ledger entry, then POST /prompt."""
     client_id = client_id_for(prompt_id)
 
     def create(client: Any) -> _Started:
         native = shared_native(client)
-        socket = native.open_socket(client_id, prompt, label=f"native prompt {prompt_id}")
+        socket = early.take(native) if early is not None else None
+        if socket is None:
+            socket = native.open_socket(client_id, prompt, label=f"native prompt {prompt_id}")
         if socket is not None and not socket.wait_connected(socket_wait):
             log.info("prompt %s: the remote /ws did not answer within %.1f s; polling instead", prompt_id,
                      socket_wait)

@@ -163,6 +163,52 @@ def test_a_damaged_file_gives_a_clear_error(tmp_path):
         TaskLedger(path).lookup(fingerprint())
 
 
+def test_one_kept_connection_in_wal_with_synchronous_normal(ledger):
+    """Writes are cheap: one connection kept open (no WAL checkpoint at every close) with
+    synchronous=NORMAL, which keeps every committed write through a kill of the process
+    (test_a_process_killed_at_any_moment_keeps_every_committed_entry)."""
+    entry = ledger.begin(fingerprint())
+    ledger.created(entry, "1")
+    with ledger._connection() as conn:
+        kept = conn
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    ledger.finished(entry, "SUCCESS", outputs=[])
+    with ledger._connection() as conn:
+        assert conn is kept
+
+
+def test_a_ledger_file_moved_away_in_use_is_made_anew(ledger):
+    first = ledger.begin(fingerprint())
+    os.replace(ledger.path, ledger.path + ".damaged")
+    for suffix in ("-wal", "-shm"):
+        if os.path.exists(ledger.path + suffix):
+            os.replace(ledger.path + suffix, ledger.path + ".damaged" + suffix)
+    second = ledger.begin(fingerprint(seed=2))
+    assert [e.status for e in ledger.entries()] == ["SUBMITTING"] and ledger.get(second) is not None
+    assert TaskLedger(ledger.path + ".damaged").get(first).status == "SUBMITTING"
+
+
+def test_threads_share_the_connection_safely(ledger):
+    errors: list[BaseException] = []
+
+    def work(tag: int) -> None:
+        try:
+            for i in range(40):
+                entry = ledger.begin(fingerprint(seed=tag * 1000 + i))
+                ledger.created(entry, f"{tag}-{i}")
+                assert ledger.get(entry).task_id == f"{tag}-{i}"
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(ledger.entries(limit=1000)) == 160
+
+
 # -- several processes ------------------------------------------------------------------------
 
 CHILD = textwrap.dedent("""

@@ -126,6 +126,21 @@ def test_a_socket_that_keeps_dropping_leaves_the_wait_to_history_polls(native, r
     assert "RUNNING" in [s.state for s in statuses]
 
 
+def test_the_end_is_read_from_history_once_settled_or_after_a_grace(native, relay):
+    """One /history call after the socket's `executing` null, no /queue call; a remote that
+    never sends `executing` null is read SETTLE_GRACE after its execution_success."""
+    result = native_run.run_prompt(native, steps_prompt(2, 0.2), policy=FAST)
+    assert result.files("3") and relay.count("GET", "/queue") == 0
+    assert relay.count("GET", f"/history/{result.prompt_id}") == 1
+    relay.reset()
+    relay.ws_hide = lambda msg: msg.get("type") == "executing" and msg.get("data", {}).get("node") is None
+    started = time.monotonic()
+    result = native_run.run_prompt(native, steps_prompt(2, 0.2), policy=FAST)
+    assert result.files("3") and relay.count("GET", "/queue") == 0
+    assert relay.count("GET", f"/history/{result.prompt_id}") == 1
+    assert time.monotonic() - started >= native_run.SETTLE_GRACE
+
+
 def test_a_remote_failure_names_the_node_and_its_exception(native, tmp_path):
     journal = journal_in(tmp_path)
     with pytest.raises(errors.TaskFailedError) as caught:

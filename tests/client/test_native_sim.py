@@ -64,6 +64,28 @@ def test_an_image_round_trip_is_billed_once(nsim, native):
     assert statuses[-1].state == "SUCCESS"
 
 
+def test_an_early_socket_and_no_redundant_requests(nsim, native):
+    """EarlySocket: the /ws opened before the prompt is ready is the one followed, under
+    the id chosen with it; the end is read from one /history call after the socket's
+    `executing` null (no /queue call, no poll before it); `executed` messages reach the
+    listener with the output files before the history has them."""
+    prompt = steps_prompt(2, 0.3)
+    executed = []
+    early = native_run.EarlySocket.open(native, prompt, on_executed=lambda node, out: executed.append((node, out)))
+    assert early.socket is not None and early.socket.wait_connected(10)
+    nsim.reset_counts()
+    result = native_run.run_prompt(native, prompt, policy=FAST, early=early)
+    assert result.prompt_id == early.prompt_id and early.socket is None
+    assert nsim.count("native/queue") == 0 and nsim.count("native/history") == 1
+    assert nsim.count("native/ws") == 0 and nsim.count("native/prompt") == 1  # the early socket, not a second one
+    assert [node for node, _ in executed] == ["3"] and executed[0][1]["images"] == result.outputs["3"]["images"]
+
+    unused = native_run.EarlySocket.open(native, prompt)
+    socket = unused.socket
+    unused.close()  # a run that never used it (re-attach, an error before submitting) closes it
+    assert unused.socket is None and not socket.healthy
+
+
 def test_progress_and_a_single_interrupt_through_the_simulator(nsim, native):
     stop = threading.Event()
     seen = []

@@ -171,6 +171,18 @@ def test_hostile_messages_are_ignored_or_capped():
     assert p.ended == "done" and p.nodes_done == 2 and p.node_id is None
 
 
+def test_the_end_settles_at_executing_null_after_execution_success():
+    """ComfyUI sends `execution_success` before it writes the history and `executing` null
+    after: `settled` tells the wait when one /history call will find the prompt."""
+    p = remote_progress.start(None)
+    for msg in ({"type": "executing", "data": {"node": "4", "prompt_id": "p1"}},
+                {"type": "execution_success", "data": {"prompt_id": "p1"}}):
+        p = remote_progress.follow(p, msg)
+    assert p.ended == "success" and not p.settled
+    p = remote_progress.follow(p, {"type": "executing", "data": {"node": None, "prompt_id": "p1"}})
+    assert p.ended == "success" and p.settled
+
+
 def test_a_key_in_the_address_path_is_never_shown(client, sim, caplog):
     caplog.set_level(logging.DEBUG)
     key = sim.keys[0]

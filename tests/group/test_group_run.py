@@ -77,6 +77,64 @@ def test_outputs_are_decoded_from_the_history():
         gr.collect_outputs(s, {"out_0": "70", "out_1": "8", "out_2": "9"}, history, lambda ref: files[ref["filename"]])
 
 
+def test_prefetched_outputs_are_used_only_for_the_files_the_history_names():
+    pixels = np.random.default_rng(3).integers(0, 256, (4, 6, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    files = {"a.png": buf.getvalue(), "b.png": buf.getvalue()}
+    fetched = []
+
+    def download(ref):
+        fetched.append(ref["filename"])
+        return files[ref["filename"]]
+
+    s = spec(outputs=["IMAGE", "STRING"])
+    ref = {"filename": "a.png", "subfolder": "", "type": "output"}
+    prefetch = gr.Prefetch(s, {"out_0": "7", "out_1": "9"}, download)
+    prefetch.executed("9", {"text": ["hi"]})  # not an image output: nothing to fetch
+    prefetch.executed("5", {"images": [ref]})  # not an output node of the group
+    prefetch.executed("7", {"images": [ref]})
+    image, text = gr.collect_outputs(s, {"out_0": "7", "out_1": "9"}, {"7": {"images": [ref]}, "9": {"text": ["hi"]}},
+                                     lambda r: pytest.fail("downloaded again"), prefetch)
+    assert fetched == ["a.png"] and torch.equal(image[0], torch.from_numpy(pixels).float() / 255.0)
+    prefetch.close()
+
+    other = gr.Prefetch(s, {"out_0": "7", "out_1": "9"}, download)
+    other.executed("7", {"images": [ref]})
+    named = {"filename": "b.png", "subfolder": "", "type": "output"}  # the history decides: another file
+    image, _ = gr.collect_outputs(s, {"out_0": "7", "out_1": "9"}, {"7": {"images": [named]}, "9": {"text": ["x"]}},
+                                  download, other)
+    assert fetched[-1] == "b.png" and image.shape == (1, 4, 6, 3)
+    other.close()
+
+    failing = gr.Prefetch(s, {"out_0": "7", "out_1": "9"}, lambda r: (_ for _ in ()).throw(OSError("cut")))
+    failing.executed("7", {"images": [ref]})
+    image, _ = gr.collect_outputs(s, {"out_0": "7", "out_1": "9"}, {"7": {"images": [ref]}, "9": {"text": ["x"]}},
+                                  download, failing)  # a failed prefetch: downloaded the usual way
+    assert fetched[-1] == "a.png" and image.shape == (1, 4, 6, 3)
+    failing.close()
+    failing.executed("7", {"images": [ref]})  # after close: ignored
+
+
+def test_the_precheck_before_encoding_agrees_with_the_check():
+    """precheck (before the inputs are encoded: the socket may open meanwhile) passes only
+    what check_remote passes, and never raises."""
+    s = spec(["IMAGE", "INT"], ["IMAGE"])
+    info = {name: {"input": {"required": {}}, "output_node": name == "SaveImage"}
+            for name in ("ImageInvert", "LoadImage", "ImageBatch", "SaveImage")}
+    image = torch.zeros((2, 4, 4, 3))
+    assert gr.precheck(s, {"in_0": image, "in_1": 3}, info, host="h") is True
+    gr.check_remote(gr.prepare(s, {"in_0": image, "in_1": 3}), info, host="h")
+    assert gr.precheck(s, {"in_0": image, "in_1": "3"}, info, host="h") is False  # a wrong type
+    assert gr.precheck(s, {"in_1": 3}, info, host="h") is False  # nothing connected
+    for lacks in ("ImageInvert", "ImageBatch"):  # a node of the group; one the pack adds for a batch of 2
+        lacking = {k: v for k, v in info.items() if k != lacks}
+        assert gr.precheck(s, {"in_0": image, "in_1": 3}, lacking, host="h") is False
+        with pytest.raises(Exception, match=lacks):
+            gr.check_remote(gr.prepare(s, {"in_0": image, "in_1": 3}), lacking, host="h")
+        assert gr.precheck(s, {"in_0": image[:1], "in_1": 3}, lacking, host="h") is (lacks == "ImageBatch")
+
+
 def test_each_distinct_file_is_uploaded_once():
     same = torch.zeros((3, 4, 4, 3))
     same[1] = 1.0  # items 0 and 2 are the same picture

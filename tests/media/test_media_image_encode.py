@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from media_files import as_image, rgb_array
+from support.pack import pack_module
 
 
 def _open(png: bytes) -> Image.Image:
@@ -121,3 +122,13 @@ def test_encoding_uses_the_measured_fast_level(images):
     assert images.PNG_COMPRESS_LEVEL == 1
     assert fast == images.encode_png_batch(src, compress_level=1)[0]
     assert fast != images.encode_png_batch(src, compress_level=9)[0]
+
+
+def test_to_uint8_rounds_half_to_even_and_sends_nan_and_infinities_to_the_ends():
+    pixels = pack_module("media.pixels")
+    values = torch.tensor([float("nan"), float("inf"), -float("inf"), -0.5, 1.5, 0.0, 1.0, 0.5 / 255, 1.5 / 255,
+                           2.5 / 255, 127.5 / 255, 0.2, 0.7])
+    expected = np.clip(np.rint(np.nan_to_num(values.numpy() * np.float32(255), nan=0.0, posinf=255.0,
+                                             neginf=0.0)), 0, 255).astype(np.uint8)
+    assert pixels.to_uint8(values).tolist() == expected.tolist()
+    assert pixels.to_uint8(values)[:5].tolist() == [0, 255, 0, 0, 255]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import socket
 import threading
 
@@ -44,6 +45,7 @@ class NativeRelay:
         self._thread: threading.Thread | None = None
         self.port: int | None = None
         self.ws_drop_after: int | None = None  # close every client socket after this many messages
+        self.ws_hide = None  # a test's predicate: text messages (decoded) it returns true for are not relayed
 
     @property
     def base_url(self) -> str:
@@ -64,6 +66,7 @@ class NativeRelay:
             self.counts.clear()
             self.faults.clear()
             self.ws_drop_after = None
+            self.ws_hide = None
 
     def _take_fault(self, method: str, path: str) -> str | None:
         with self._lock:
@@ -148,6 +151,8 @@ class NativeRelay:
                             break
                         sent += 1
                         if msg.type == aiohttp.WSMsgType.TEXT:
+                            if self.ws_hide is not None and self.ws_hide(json.loads(msg.data)):
+                                continue
                             await ours.send_str(msg.data)
                         elif msg.type == aiohttp.WSMsgType.BINARY:
                             await ours.send_bytes(msg.data)
