@@ -564,15 +564,14 @@ class EarlySocket:
         `on_executed(node_id, output)`: the remote's `executed` messages of this prompt (its
         output's file references, before the history has them), in the socket's thread."""
         prompt_id = new_prompt_id()
-        listener = None
-        if on_executed is not None:
-            def listener(msg: dict) -> None:
-                data = msg.get("data")
-                if msg.get("type") == "executed" and isinstance(data, dict) and data.get("prompt_id") == prompt_id \
-                        and isinstance(data.get("output"), dict) and data.get("node") is not None:
-                    on_executed(str(data["node"]), data["output"])
+
+        def listener(msg: dict) -> None:
+            data = msg.get("data")
+            if msg.get("type") == "executed" and isinstance(data, dict) and data.get("prompt_id") == prompt_id \
+                    and isinstance(data.get("output"), dict) and data.get("node") is not None:
+                on_executed(str(data["node"]), data["output"])
         socket = native.open_socket(client_id_for(prompt_id), prompt, label=f"native prompt {prompt_id}",
-                                    on_message=listener)
+                                    on_message=listener if on_executed is not None else None)
         return cls(native, prompt_id, socket)
 
     def name_nodes(self, prompt: Mapping[str, Any]) -> None:
