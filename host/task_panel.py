@@ -20,7 +20,7 @@ from typing import Any
 
 from ..client.errors import CredentialsError, RunningHubError
 from ..client.ledger import MAY_EXIST, SUBMITTING, WAITING, LedgerEntry, LedgerError
-from ..remote import native_run
+from ..remote import native_record, native_shared, native_stop
 from . import accounts, tasks
 
 log = logging.getLogger("runninghub_bridge.routes")
@@ -88,8 +88,8 @@ def _cancel(entry: LedgerEntry) -> None:
         raise PanelError(f"Profile '{entry.account}' now points at {account.site.host}, but task {entry.task_id} "
                          f"runs on {entry.site}: cancel it on that site's website.", 409)
     client = accounts.client_for_task(account, entry.task_id, key_hint=entry.key_hint)
-    if entry.kind == native_run.KIND:  # a prompt of an RH Remote Group: interrupted or taken off the queue
-        native_run.stop_prompt(native_run.shared_native(client), entry.task_id)
+    if entry.kind == native_record.KIND:  # a prompt of an RH Remote Group: interrupted or taken off the queue
+        native_stop.stop_prompt(native_shared.shared_native(client), entry.task_id)
     else:
         client.cancel(entry.task_id)
     tasks.ledger().finished(entry.entry, "CANCEL", message="Cancelled from the RunningHub task panel.")

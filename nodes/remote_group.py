@@ -144,7 +144,7 @@ def _run(spec: GroupSpec, ins: dict, acct, sweep, index: int, should_stop, promp
 def _native_client(acct):
     """The native-endpoint client of the account's first usable key. One key for the whole
     run: the uploads, the prompt and the downloads must see the same account's files."""
-    from ..remote.native_run import shared_native
+    from ..remote.native_shared import shared_native
 
     return shared_native(accounts.client_for(acct))
 
@@ -156,16 +156,16 @@ def _journal(acct, prompt_id, node_id, index):
 
 
 def _early_socket(native, prompt: dict, prefetch):
-    """The new prompt's /ws, opened now (native_run.EarlySocket), telling `prefetch` of the
+    """The new prompt's /ws, opened now (native_socket.EarlySocket), telling `prefetch` of the
     output nodes that ran (outputs download while the remote finishes)."""
-    from ..remote.native_run import EarlySocket
+    from ..remote.native_socket import EarlySocket
 
     return EarlySocket.open(native, prompt, on_executed=prefetch.executed)
 
 
 def _ran_before(native, journal, parts: dict) -> bool:
     """The ledger has an earlier run of the same inputs (run_prompt re-attaches to it)."""
-    from ..remote.native_run import fingerprint_for
+    from ..remote.native_record import fingerprint_for
 
     return journal.ledger.lookup(fingerprint_for(native.site.base_url, journal, {}, parts)) is not None
 

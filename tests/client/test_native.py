@@ -28,6 +28,9 @@ ledger_mod = pack_module("client.ledger")
 native_mod = pack_module("client.native")
 pool_mod = pack_module("client.pool")
 native_run = pack_module("remote.native_run")
+native_socket = pack_module("remote.native_socket")
+native_record = pack_module("remote.native_record")
+native_follow = pack_module("remote.native_follow")
 
 FAST = fast_policy()
 
@@ -90,14 +93,14 @@ def test_object_info_is_cached_per_site_and_key(native, relay):
 
 
 def test_queue_and_history_say_where_a_prompt_is(native, remote_comfy):
-    prompt_id = native_run.new_prompt_id()
+    prompt_id = native_socket.new_prompt_id()
     submitted = native.submit(steps_prompt(20, 0.05), prompt_id, "rh-test-client")
     assert submitted.prompt_id == prompt_id and not submitted.recovered
     assert native.find(prompt_id).place in (native_mod.Place.QUEUED, native_mod.Place.RUNNING)
     remote_comfy.wait_idle()
     done = native.find(prompt_id)
     assert done.place is native_mod.Place.DONE and done.history["status"]["status_str"] == "success"
-    assert native.find(native_run.new_prompt_id()).place is native_mod.Place.UNKNOWN
+    assert native.find(native_socket.new_prompt_id()).place is native_mod.Place.UNKNOWN
 
 
 # -- progress, failure, refusals ---------------------------------------------------------------
@@ -138,7 +141,7 @@ def test_the_end_is_read_from_history_once_settled_or_after_a_grace(native, rela
     result = native_run.run_prompt(native, steps_prompt(2, 0.2), policy=FAST)
     assert result.files("3") and relay.count("GET", "/queue") == 0
     assert relay.count("GET", f"/history/{result.prompt_id}") == 1
-    assert time.monotonic() - started >= native_run.SETTLE_GRACE
+    assert time.monotonic() - started >= native_follow.SETTLE_GRACE
 
 
 def test_a_remote_failure_names_the_node_and_its_exception(native, tmp_path):
@@ -181,7 +184,7 @@ def test_too_many_prompts_is_waited_out_without_a_second_prompt(native, relay, r
     pool = pool_mod.KeyPool(native.site, [native.key], client_factory=lambda _k: native, cooldown_first=0.2)
     result = native_run.run_prompt(pool, steps_prompt(1, 0.0), policy=FAST, on_wait=waits.append)
     assert relay.count("POST", "/prompt") == 2  # refused once (nothing queued), then accepted
-    assert prompts_of(remote_comfy, native_run.client_id_for(result.prompt_id)) == [result.prompt_id]
+    assert prompts_of(remote_comfy, native_socket.client_id_for(result.prompt_id)) == [result.prompt_id]
 
 
 # -- cancel ----------------------------------------------------------------------------------
@@ -238,7 +241,7 @@ def test_a_lost_prompt_reply_is_resolved_by_lookup_not_resubmitted(native, relay
     result = native_run.run_prompt(native, steps_prompt(2, 0.05), journal=journal, policy=FAST)
     assert "instead of sending it again" in caplog.text and "was accepted after all" in caplog.text
     assert relay.count("POST", "/prompt") == 1
-    assert prompts_of(remote_comfy, native_run.client_id_for(result.prompt_id)) == [result.prompt_id]
+    assert prompts_of(remote_comfy, native_socket.client_id_for(result.prompt_id)) == [result.prompt_id]
     (entry,) = journal.ledger.entries()
     assert entry.status == "SUCCESS" and entry.task_id == result.prompt_id
 
@@ -274,11 +277,11 @@ def test_a_run_after_a_restart_follows_the_running_prompt(native, relay, remote_
     """An earlier process recorded and sent the prompt, then died: the ledger holds it."""
     journal = journal_in(tmp_path)
     prompt = steps_prompt(15, 0.1)
-    prompt_id = native_run.new_prompt_id()
+    prompt_id = native_socket.new_prompt_id()
     earlier = ledger_mod.TaskLedger(journal.ledger.path)  # another owner: the process before the restart
-    fingerprint = native_run.fingerprint_for(native.site.base_url, journal, prompt, None)
+    fingerprint = native_record.fingerprint_for(native.site.base_url, journal, prompt, None)
     entry = earlier.begin(fingerprint, key_hint=native.key.hint, task_id=prompt_id)
-    native.submit(prompt, prompt_id, native_run.client_id_for(prompt_id))
+    native.submit(prompt, prompt_id, native_socket.client_id_for(prompt_id))
     earlier.created(entry, prompt_id)
     relay.reset()
     statuses = []
@@ -322,7 +325,7 @@ def test_the_key_is_in_no_log_record_and_no_exception(native, relay, remote_comf
         for fault in ("drop", "500", "429", "402"):
             relay.fault("POST", "/prompt", fault)
             try:
-                native.submit(steps_prompt(1, 0.0), native_run.new_prompt_id(), "c")
+                native.submit(steps_prompt(1, 0.0), native_socket.new_prompt_id(), "c")
             except Exception as exc:  # noqa: BLE001
                 keep(exc)
     finally:

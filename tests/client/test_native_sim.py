@@ -23,6 +23,7 @@ errors = pack_module("client.errors")
 native_mod = pack_module("client.native")
 pool_mod = pack_module("client.pool")
 native_run = pack_module("remote.native_run")
+native_socket = pack_module("remote.native_socket")
 
 FAST = fast_policy()
 
@@ -71,7 +72,7 @@ def test_an_early_socket_and_no_redundant_requests(nsim, native):
     listener with the output files before the history has them."""
     prompt = steps_prompt(2, 0.3)
     executed = []
-    early = native_run.EarlySocket.open(native, prompt, on_executed=lambda node, out: executed.append((node, out)))
+    early = native_socket.EarlySocket.open(native, prompt, on_executed=lambda node, out: executed.append((node, out)))
     assert early.socket is not None and early.socket.wait_connected(10)
     nsim.reset_counts()
     result = native_run.run_prompt(native, prompt, policy=FAST, early=early)
@@ -80,7 +81,7 @@ def test_an_early_socket_and_no_redundant_requests(nsim, native):
     assert nsim.count("native/ws") == 0 and nsim.count("native/prompt") == 1  # the early socket, not a second one
     assert [node for node, _ in executed] == ["3"] and executed[0][1]["images"] == result.outputs["3"]["images"]
 
-    unused = native_run.EarlySocket.open(native, prompt)
+    unused = native_socket.EarlySocket.open(native, prompt)
     socket = unused.socket
     unused.close()  # a run that never used it (re-attach, an error before submitting) closes it
     assert unused.socket is None and not socket.healthy
@@ -134,7 +135,7 @@ def test_error_shapes_of_the_simulator(nsim, native):
         make_native(nsim.base_url, secret_scan_key()).object_info()
     assert nsim.base_url.split("//")[1] in str(caught.value)
     with pytest.raises(errors.ValidationFailedError) as caught:
-        native.submit({"1": {"class_type": "NoSuchNodeAnywhere", "inputs": {}}}, native_run.new_prompt_id(), "c")
+        native.submit({"1": {"class_type": "NoSuchNodeAnywhere", "inputs": {}}}, native_socket.new_prompt_id(), "c")
     assert "NoSuchNodeAnywhere" in str(caught.value)
     nsim.configure(keys={nsim.keys[0]: {"coins": 0}})  # the simulator checks the balance before ComfyUI does
     with pytest.raises(errors.InsufficientFundsError):

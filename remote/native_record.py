@@ -1,0 +1,142 @@
+"""The task ledger's record of a native run (kind "native", task id = prompt id): its
+fingerprint, its entry's moves and end, and its outputs as the ledger keeps them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from contextlib import nullcontext
+from typing import Any, Callable, Mapping
+
+from ..client.errors import TaskCancelledError, TaskFailedError, TaskNotFoundError, WaitInterrupted
+from ..client.ledger import MAY_EXIST, SUBMITTING, LedgerEntry, RunFingerprint
+from ..client.stop import tasks_left_running
+from .native_result import NativePromptResult
+from .reattach import LedgerRun, RunJournal, may_exist_error
+
+log = logging.getLogger("runninghub_bridge.remote")
+
+KIND = "native"
+
+
+def fingerprint_for(site_url: str, journal: RunJournal, prompt: Mapping[str, Any],
+                    parts: Mapping[str, Any] | None) -> RunFingerprint:
+    """What makes two native runs the same: the caller's `parts` when given (it knows what
+    matters: e.g. the prompt with uploads named by content hash, whatever the remote named
+    them), else the prompt itself; plus account, seed and list item."""
+    basis = {"parts": dict(parts)} if parts else {"prompt": prompt}
+    canonical = json.dumps(basis, sort_keys=True, ensure_ascii=True, default=repr)
+    digest = hashlib.sha256(canonical.encode()).hexdigest()[:24]  # not 32: that would look like a key
+    return RunFingerprint.of(site=site_url, account=journal.account, kind=KIND, workflow_id=f"prompt {digest}",
+                             instance_type=KIND, overrides=(), seed=journal.seed, run_index=journal.run_index)
+
+def outputs_for_ledger(outputs: Mapping[str, Any]) -> list[dict]:
+    """History outputs as the ledger's output list (the task panel's shape: url, file_type,
+    node_id), each item keeping what rebuilds the dict (`outputs_from_ledger`)."""
+    items = []
+    for node_id, output in (outputs or {}).items():
+        if not isinstance(output, Mapping):
+            continue
+        for name, values in output.items():
+            for value in values if isinstance(values, list) else [values]:
+                file_type = ""
+                if isinstance(value, Mapping) and isinstance(value.get("filename"), str):
+                    file_type = value["filename"].rsplit(".", 1)[-1].lower() if "." in value["filename"] else ""
+                items.append({"url": None, "file_type": file_type or name, "node_id": str(node_id), "output": name,
+                              "value": value, "whole": not isinstance(values, list)})
+    return items
+
+
+def outputs_from_ledger(text: str | None) -> dict:
+    outputs: dict[str, dict] = {}
+    for item in json.loads(text or "[]"):
+        if not isinstance(item, dict) or "output" not in item:
+            continue
+        node = outputs.setdefault(str(item.get("node_id")), {})
+        if item.get("whole"):
+            node[item["output"]] = item.get("value")
+        else:
+            node.setdefault(item["output"], []).append(item.get("value"))
+    return outputs
+
+
+class NativeRecord:
+    """One native run's ledger entry (no-ops without a journal)."""
+
+    def __init__(self, journal: RunJournal | None, fingerprint: RunFingerprint | None):
+        self.journal = journal
+        self.ledger = journal.ledger if journal is not None else None
+        self.run = LedgerRun(journal, fingerprint) if journal is not None and fingerprint is not None else None
+        self.entry: int | None = None
+
+    def turn(self, should_stop):
+        if self.run is None:
+            return nullcontext()
+        return self.run.turn(should_stop)
+
+    def earlier(self) -> LedgerEntry | None:
+        if self.run is None:
+            return None
+        found = self.ledger.lookup(self.run.fingerprint)
+        if found is None:
+            return None
+        if found.status in (MAY_EXIST, SUBMITTING) and not found.task_id:
+            raise may_exist_error(found)
+        self.entry = found.entry
+        log.info("re-attaching to native prompt %s (%s, entry %d of the task ledger) instead of sending a new one",
+                 found.task_id, found.status.lower(), found.entry)
+        return found
+
+    def begin(self, key_hint: str, prompt_id: str) -> None:
+        if self.ledger is not None:
+            self.entry = self.ledger.begin(self.run.fingerprint, key_hint=key_hint, prompt_id=self.journal.prompt_id,
+                                           node_id=self.journal.node_id, task_id=prompt_id)
+
+    def created(self, prompt_id: str, state: str = "QUEUED") -> None:
+        if self.entry is not None:
+            self.ledger.created(self.entry, prompt_id, state)
+
+    def moved(self, state: str) -> None:
+        if self.entry is not None:
+            self.ledger.moved(self.entry, state)
+
+    def uncertain(self, message: str) -> None:
+        if self.entry is not None:
+            self.ledger.uncertain(self.entry, message)
+
+    def forget(self) -> None:
+        if self.entry is not None:
+            self.ledger.forget(self.entry)
+            self.entry = None
+
+    def cancelled_elsewhere(self) -> LedgerEntry | None:
+        """The entry, when something else (the task panel's Cancel) has finished it as CANCEL."""
+        if self.entry is None:
+            return None
+        found = self.ledger.get(self.entry)
+        return found if found is not None and found.status == "CANCEL" else None
+
+    def finished(self, status: str, *, outputs: Mapping[str, Any] | None = None, message: str = "") -> None:
+        if self.entry is not None:
+            self.ledger.finished(self.entry, status, message=message,
+                                 outputs=outputs_for_ledger(outputs) if outputs is not None else None)
+
+    def outcome(self, wait: Callable[[], NativePromptResult]) -> NativePromptResult:
+        """`wait()`, recording how it ended; a wait that ended without an answer (an outage,
+        a time budget, a shutdown that leaves prompts running) leaves the entry as it was."""
+        try:
+            result = wait()
+        except TaskCancelledError as exc:
+            self.finished("CANCEL", message=str(exc))
+            raise
+        except (TaskFailedError, TaskNotFoundError) as exc:
+            self.finished("FAILED", message=str(exc))
+            raise
+        except WaitInterrupted as exc:
+            if not tasks_left_running():
+                self.finished("CANCEL", message=str(exc))
+            raise
+        self.finished("SUCCESS", outputs=result.outputs)
+        return result
+
