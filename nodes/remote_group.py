@@ -126,7 +126,7 @@ def _run(spec: GroupSpec, ins: dict, acct, sweep, index: int, should_stop, promp
             names = group_run.upload_all(native.upload_image, prepared)
             remote = prepared.with_names(names)
             result = _run_prompt(native, remote.prompt, journal=journal, parts=parts, should_stop=should_stop,
-                                 on_status=lambda status: sweep.show(index, status), early=early)
+                                 on_status=functools.partial(_show_progress, sweep, index), early=early)
         values = group_run.collect_outputs(spec, remote.output_nodes, result.outputs, result.native.download,
                                            prefetch if result.native is native else None)
     finally:
@@ -139,6 +139,15 @@ def _run(spec: GroupSpec, ins: dict, acct, sweep, index: int, should_stop, promp
                                 f"{result.prompt_id[:8]}{reused}", task_id=result.prompt_id, outputs=len(values))
     sweep.show(index, done)
     return done, values
+
+
+def _show_progress(sweep, index: int, status: RunStatus) -> None:
+    """run_prompt's statuses, but its SUBMITTING and SUCCESS: the node sends its own (SUBMITTING
+    before the checks and uploads, SUCCESS with the summary, task id and output count once the
+    outputs are decoded), so the front end gets each state once. QUEUED, which follows
+    run_prompt's SUBMITTING at once, brings the prompt id."""
+    if status.state not in ("SUBMITTING", "SUCCESS"):
+        sweep.show(index, status)
 
 
 def _native_client(acct):

@@ -133,7 +133,10 @@ def test_a_group_gives_exactly_the_pixels_of_the_local_run(host, sim):
     assert len(sim.native_prompts()) == 1 and sim.count("native/upload") == 1
     events = statuses(remote, info["node_id"])
     assert events and events[-1]["state"] == "SUCCESS", events
-    assert {"SUBMITTING", "SUCCESS"} <= {e["state"] for e in events}
+    states = [e["state"] for e in events]
+    assert states.count("SUBMITTING") == 1 and states.count("SUCCESS") == 1, states  # each state once
+    assert events[-1]["task_id"] and events[-1]["outputs"] and "done on" in events[-1]["line"], events[-1]
+    assert any(e["state"] == "QUEUED" and e["task_id"] == events[-1]["task_id"] for e in events), events
     no_key_in(sim, json.dumps(remote.history), json.dumps([e.data for e in remote.events if isinstance(e.data, dict)]),
               host.log_text())
 
