@@ -52,7 +52,7 @@ from .retry import Attempts, RetryPolicy, parse_retry_after
 from .sites import Site
 from .stop import pause, shielded
 from .task_socket import TaskSocket
-from .transport import USER_AGENT, Timeouts, _was_sent
+from .transport import Timeouts, _was_sent, new_session
 
 log = logging.getLogger("runninghub_bridge.client")
 
@@ -178,17 +178,8 @@ class NativeClient:
         self.retry = retry or RetryPolicy()
         self.lookup_delays = lookup_delays
         self._sleep = sleep
-        self.session = session or self._new_session()
+        self.session = session or new_session(hosts=4, per_host=16)
         self._base = f"{site.base_url}/proxy/{quote(key.secret, safe='')}"
-
-    @staticmethod
-    def _new_session() -> requests.Session:
-        session = requests.Session()
-        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
-        session.headers["User-Agent"] = USER_AGENT
-        return session
 
     def __repr__(self) -> str:
         return f"NativeClient({self.site.host}, {self.key.hint})"

@@ -32,6 +32,18 @@ log = logging.getLogger("runninghub_bridge.client")
 USER_AGENT = "comfyui-runninghub-bridge/0.1"
 
 
+def new_session(*, hosts: int = 8, per_host: int = 32) -> requests.Session:
+    """A keep-alive session for one client: no retries of its own (client/retry.py decides),
+    the pack's User-Agent, proxies from the environment."""
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(pool_connections=hosts, pool_maxsize=per_host, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers["User-Agent"] = USER_AGENT
+    session.trust_env = True
+    return session
+
+
 @dataclass(frozen=True)
 class Timeouts:
     connect: float = 10.0
@@ -119,17 +131,7 @@ class Transport:
         self.timeouts = timeouts or Timeouts()
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
-        self.session = session or self._new_session()
-
-    @staticmethod
-    def _new_session() -> requests.Session:
-        session = requests.Session()
-        adapter = requests.adapters.HTTPAdapter(pool_connections=8, pool_maxsize=32, max_retries=0)
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
-        session.headers["User-Agent"] = USER_AGENT
-        session.trust_env = True
-        return session
+        self.session = session or new_session()
 
     def url(self, path: str) -> str:
         return self.site.base_url + path

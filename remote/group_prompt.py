@@ -282,22 +282,16 @@ def _one_group(prompt: dict, request: GroupRequest, types_of: Callable[[str], li
         link = _link_text(prompt, src, slot, targets[0])
         if src not in prompt:
             problems.append(f"the link {link} comes from a node that is not in the prompt")
-        elif kind is None:
-            problems.append(f"the link {link}: the type of {node_label(prompt, src)}'s output {slot} is unknown "
-                            "(is its node pack installed here?)")
-        elif kind not in INPUT_TYPES:
-            problems.append(f"the link {link} carries {kind}")
+        elif (why := _refusal(prompt, src, slot, kind, link, INPUT_TYPES)) is not None:
+            problems.append(why)
         else:
             inputs.append(GroupInput(f"in_{len(inputs)}", kind, tuple(targets), _source_text(prompt, src, slot, kind)))
     outputs: list[GroupOutput] = []
     for (src, slot), targets in outs.items():
         kind = link_type(src, slot)
         link = _link_text(prompt, src, slot, targets[0])
-        if kind is None:
-            problems.append(f"the link {link}: the type of {node_label(prompt, src)}'s output {slot} is unknown "
-                            "(is its node pack installed here?)")
-        elif kind not in OUTPUT_TYPES:
-            problems.append(f"the link {link} carries {kind}")
+        if (why := _refusal(prompt, src, slot, kind, link, OUTPUT_TYPES)) is not None:
+            problems.append(why)
         else:
             outputs.append(GroupOutput(f"out_{len(outputs)}", kind, (src, slot), _source_text(prompt, src, slot, kind)))
     if problems:
@@ -316,6 +310,16 @@ def _one_group(prompt: dict, request: GroupRequest, types_of: Callable[[str], li
             del nodes[node_id]["inputs"][name]  # filled in at execution time
     return GroupSpec(request.title, nodes, tuple(inputs), tuple(outputs))
 
+
+
+def _refusal(prompt: dict, src: str, slot: int, kind: str | None, link: str, allowed) -> str | None:
+    """Why a link may not cross the group's border (its type unknown or not `allowed`), or None."""
+    if kind is None:
+        return (f"the link {link}: the type of {node_label(prompt, src)}'s output {slot} is unknown "
+                "(is its node pack installed here?)")
+    if kind not in allowed:
+        return f"the link {link} carries {kind}"
+    return None
 
 def _source_text(prompt: Mapping, src: str, slot: int, kind: str) -> str:
     return f"{node_label(prompt, src)} output {slot} ({kind})"
