@@ -17,7 +17,8 @@ from PIL import Image
 from support import secret_scan
 from support.comfy_host import ComfyHost
 from support.native_relay import NativeRelay
-from support.native_support import colour, fast_policy, journal_in, make_native, png, steps_prompt
+from support.images import png_bytes as png
+from support.native_support import colour, fast_policy, journal_in, make_native, steps_prompt
 from support.pack import pack_module
 from support.simulator import random_keys
 

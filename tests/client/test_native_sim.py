@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 from support import secret_scan
-from support.native_support import colour, fast_policy, journal_in, make_native, png, steps_prompt
+from support.images import png_bytes as png
+from support.native_support import colour, fast_policy, journal_in, make_native, steps_prompt
 from support.pack import pack_module
 from support.simulator import Simulator
 

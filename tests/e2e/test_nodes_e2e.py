@@ -15,6 +15,7 @@ from support.clients import make_client
 from support.graphs import run_fetch, two_image_batch_run_fetch, upload_run_fetch
 from support.pack import pack_module
 from support.simulator import WORKFLOWS, Simulator
+from support.images import png_bytes
 
 pytestmark = pytest.mark.e2e
 
@@ -27,12 +28,6 @@ def host(sim, comfy_host_factory):
 @pytest.fixture(autouse=True)
 def _fresh_each_test(fresh):
     """Every test starts from the simulator's start state on an idle ComfyUI."""
-
-
-def png_bytes(pixels: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def saved_pixels(host, result, node_id: str) -> list[np.ndarray]:

@@ -13,6 +13,7 @@ from PIL import Image
 
 from support import secret_scan
 from support.simulator import Simulator, random_keys
+from support.images import png_bytes
 
 pytestmark = pytest.mark.e2e
 
@@ -31,12 +32,6 @@ def host(sim, comfy_host_factory):
 @pytest.fixture(autouse=True)
 def _fresh_each_test(fresh):
     """Every test starts from the simulator's start state on an idle ComfyUI."""
-
-
-def png_bytes(pixels: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def local_image(host, seed: int, size=(24, 16), channels=3) -> str:

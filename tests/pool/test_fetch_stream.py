@@ -16,16 +16,11 @@ from PIL import Image
 
 from support.clients import make_client
 from support.pack import pack_module
+from support.images import png_bytes as png
 
 fetch = pack_module("remote.fetch")
 records = pack_module("client.records")
 images = pack_module("media.images")
-
-
-def png(pixels: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def served(sim, data: bytes, name: str) -> str:

@@ -16,6 +16,7 @@ import websocket
 from PIL import Image
 
 from support.simulator import Simulator, random_keys
+from support.images import png_bytes as png
 
 pytestmark = pytest.mark.e2e
 
@@ -37,12 +38,6 @@ def nsim(native_sim):
 
 
 # ---------------------------------------------------------------------- helpers
-def png(pixels: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def upload(base: str, data: bytes, name: str) -> dict:
     reply = requests.post(base + "/upload/image", files={"image": (name, io.BytesIO(data), "image/png")},
                           data={"overwrite": "true"}, timeout=30)

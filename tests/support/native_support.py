@@ -3,7 +3,6 @@ native_test_nodes.py), native clients with test-sized retries, prompts, journals
 
 from __future__ import annotations
 
-import io
 import shutil
 import tempfile
 from contextlib import contextmanager
@@ -11,7 +10,6 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-from PIL import Image
 
 from .comfy_host import ComfyHost
 from .pack import pack_module
@@ -47,12 +45,6 @@ def make_native(base_url: str, key: str, **kw):
                                retry=retry.RetryPolicy(attempts=3, base_delay=0.05, max_delay=0.2),
                                timeouts=transport.Timeouts(connect=2, read=10, deadline=20),
                                lookup_delays=(0.0, 0.3, 0.6), **kw)
-
-
-def png(pixels: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def colour() -> int:
