@@ -65,6 +65,7 @@ ROUTES = {
 PASSTHROUGH = {"object_info", "system_stats", "features", "embeddings", "models"}
 END_MESSAGES = ("execution_success", "execution_error", "execution_interrupted")
 SETTLE_SECONDS = 0.2  # after a prompt's end message: the client's own /history read usually ends it first
+STREAMED = "rhsim_native_streamed_body"  # request mark: the body is relayed upstream unread
 UPSTREAM_ERRORS = (aiohttp.ClientError, OSError, asyncio.TimeoutError)
 
 
@@ -279,8 +280,13 @@ async def handle_native(request: web.Request, app: SimApp, proxy: NativeProxy | 
     if endpoint == "native/ws":
         return await relay_socket(request, proxy, account)
     limit = int(app.settings.max_upload_mb * 1024 * 1024) + (1 << 20) if endpoint == "native/upload" else None
-    raw = await read_body(request, limit)
     fault = app.faults.take(endpoint)
+    if fault is None and limit is not None and request.content_length is not None \
+            and request.content_length <= limit and "chunked" not in request.headers.get("Transfer-Encoding", ""):
+        raw = None  # streamed upstream as it arrives (its length is known and within the cap)
+        request[STREAMED] = True
+    else:
+        raw = await read_body(request, limit)
     if fault is not None and not fault.commits:
         return await send(request, 200, b"", "application/json", fault=fault, envelope=app.finish)
     try:
@@ -315,7 +321,7 @@ async def _perform(request: web.Request, proxy: NativeProxy, account, rest: str,
     if rest == "view":
         return await _view(proxy, account, request.query, query)
     if rest == "upload/image":
-        return await _upload(proxy, account, raw, request.headers.get("Content-Type", ""))
+        return await _upload(proxy, account, raw, request)
     if rest == "interrupt":
         return await _interrupt(proxy, account, _json_body(raw))
     if rest == "queue":
@@ -441,11 +447,18 @@ async def _view(proxy: NativeProxy, account, params, query: str):
     return await proxy.upstream("GET", "/view" + query, timeout=120)
 
 
-async def _upload(proxy: NativeProxy, account, raw: bytes | None, content_type: str):
-    if raw is None:
+async def _upload(proxy: NativeProxy, account, raw: bytes | None, request: web.Request):
+    """`raw` is the whole body, or None: too large (chunked or buffered), or streamed (its
+    Content-Length known and within the cap: relayed from the client's stream as it comes)."""
+    headers = {"Content-Type": request.headers.get("Content-Type", "")}
+    if raw is None and request.get(STREAMED):
+        body = request.content
+        headers["Content-Length"] = str(request.content_length)
+    elif raw is None:
         return _error(413, "file_too_large", f"the upload is over {proxy.app.settings.max_upload_mb:g} MB")
-    status, headers, data = await proxy.upstream("POST", "/upload/image", raw, {"Content-Type": content_type},
-                                                 timeout=120)
+    else:
+        body = raw
+    status, headers, data = await proxy.upstream("POST", "/upload/image", body, headers, timeout=120)
     reply = _json_body(data)
     if status == 200 and isinstance(reply, dict) and isinstance(reply.get("name"), str):
         proxy.prompts.add_files(account.key, {(reply.get("type") or "input", reply.get("subfolder") or "",
