@@ -5,11 +5,14 @@ TaskManager: it holds one of its key's slots (`concurrency`, shared with workflo
 shows in `/__sim__/tasks` and `currentTaskCounts`, and is billed `coins_per_task` when it
 succeeds, exactly as a task; interrupted, deleted and failed prompts cost nothing.
 
-A watcher thread follows the upstream ComfyUI (`GET /queue`, then `GET /history/<id>` for
-the prompts no longer queued) and ends each task when its prompt ends; a prompt absent from
-both queue and history on two polls in a row was deleted. Reading a finished prompt's
-history through the proxy ends its task at once, so a client that saw the history sees the
-bill too.
+A prompt's end is noticed from the upstream socket messages the proxy relays (native_proxy.py:
+its history is read shortly after its end message), and reading a finished prompt's history
+through the proxy ends its task at once, so a client that saw the history sees the bill too.
+A watcher thread is the fallback (no client socket open): every second while prompts are
+open, and a few times 0.1 s apart when poked (a delete, an interrupt, an end message whose
+history was not there yet), it follows the upstream ComfyUI (`GET /queue`, then
+`GET /history/<id>` for the prompts no longer queued) and ends each task when its prompt
+ends; a prompt absent from both queue and history on two polls in a row was deleted.
 
 Ownership: which key made which prompt, the upstream clientId each (key, clientId) pair
 gets, and the files (outputs of a key's prompts, its uploads) `/view` may serve to a key."""
@@ -30,7 +33,9 @@ from .tasks import RUNNING, Task, new_client_id
 
 log = logging.getLogger("rhsim.native")
 
-POLL_SECONDS = 0.1  # while prompts are open
+POLL_SECONDS = 1.0  # while prompts are open: the fallback to the socket messages
+BURST_SECONDS = 0.1  # after a poke
+BURST_POLLS = 3
 IDLE_SECONDS = 1.0
 ABSENT_POLLS = 2  # polls a prompt must be missing from queue and history before it counts as deleted
 
@@ -57,6 +62,7 @@ class NativePrompts:
         self._lock = threading.Lock()
         self._files: dict[str, set[tuple[str, str, str]]] = {}  # key -> (type, subfolder, filename)
         self._wake = threading.Event()
+        self._burst = 0
         self._stop = False
         self._thread = threading.Thread(target=self._watch, name="rhsim-native-watch", daemon=True)
         self._thread.start()
@@ -121,7 +127,6 @@ class NativePrompts:
                             "node_errors": reply.get("node_errors") or {}}
         task.ctx.state["accepted"] = True
         log.info("native prompt %s accepted for key %s (task %s)", task.ctx.prompt_id, redact(task.key), task.task_id)
-        self._wake.set()
 
     def refused(self, task: Task) -> None:
         self.tasks.discard(task)
@@ -140,7 +145,8 @@ class NativePrompts:
             log.info("native prompt %s ended: %s", prompt_id, outcome)
 
     def poke(self) -> None:
-        """Look upstream now (after a delete or an interrupt)."""
+        """Look upstream now and a few times soon after (after a delete or an interrupt)."""
+        self._burst = BURST_POLLS
         self._wake.set()
 
     def stop(self) -> None:
@@ -156,7 +162,13 @@ class NativePrompts:
                     self._poll(open_tasks)
                 except (ComfyUIError, ValueError, TypeError) as exc:
                     log.warning("native prompts: %s", exc)
-            self._wake.wait(POLL_SECONDS if open_tasks else IDLE_SECONDS)
+            if self._burst > 0 and open_tasks:
+                self._burst -= 1
+                wait = BURST_SECONDS
+            else:
+                self._burst = 0 if not open_tasks else self._burst
+                wait = POLL_SECONDS if open_tasks else IDLE_SECONDS
+            self._wake.wait(wait)
             self._wake.clear()
 
     def _poll(self, open_tasks: list[Task]) -> None:

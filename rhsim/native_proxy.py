@@ -7,7 +7,12 @@ serves only the outputs of its own prompts and its own uploads, and `/ws?clientI
 only its own prompts' messages (native_ws.py). The upstream ComfyUI knows each (key, clientId)
 by a derived clientId; replies are rewritten back. See rhsim/README.md ("Native ComfyUI
 endpoint") for routes and error shapes. The key never reaches a log: paths are logged
-through `protocol.scrub_path`."""
+through `protocol.scrub_path`.
+
+Upstream requests go through one aiohttp ClientSession (kept-alive connections, made on the
+event loop by the handlers themselves), `/view` bodies are streamed through, and a prompt's
+end is noticed from the upstream socket messages the proxy relays (`executing` null,
+`execution_error`, `execution_interrupted`); NativePrompts' slow poll is the fallback."""
 
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ import re
 import urllib.parse
 import uuid
 
+import aiohttp
 from aiohttp import web
 
 from .app import SimApp
@@ -26,7 +32,8 @@ from .executors.comfyui import ComfyUIError, file_refs
 from .native_prompts import NativePrompts, Refused, error_body
 from .native_ws import relay_socket
 from .protocol import redact
-from .replies import json_reply, send
+from .replies import json_reply, reset_connection, send
+from .tasks import RUNNING
 
 log = logging.getLogger("rhsim.native")
 
@@ -56,6 +63,10 @@ ROUTES = {
     ("GET", "ws"): "native/ws",
 }
 PASSTHROUGH = {"object_info", "system_stats", "features", "embeddings", "models"}
+END_MESSAGES = ("execution_success", "execution_error", "execution_interrupted")
+SETTLE_SECONDS = 0.2  # after a prompt's end message: the client's own /history read usually ends it first
+STREAMED = "rhsim_native_streamed_body"  # request mark: the body is relayed upstream unread
+UPSTREAM_ERRORS = (aiohttp.ClientError, OSError, asyncio.TimeoutError)
 
 
 class NativeProxy:
@@ -63,18 +74,82 @@ class NativeProxy:
         self.app = app
         self.executor = app.executor
         self.prompts = NativePrompts(app, app.executor)
+        self._session: aiohttp.ClientSession | None = None
+        self._settling: set[asyncio.Task] = set()
 
-    def close(self) -> None:
+    async def close(self) -> None:
         self.prompts.stop()
+        for task in list(self._settling):
+            task.cancel()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     # ------------------------------------------------------------------ upstream
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        """The one client session to the upstream ComfyUI (its connections kept alive)."""
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
+        return self._session
+
+    def _request(self, method: str, path: str, body: bytes | None, headers: dict | None, timeout: float):
+        return self.session.request(method, self.executor.base_url + path, data=body, headers=headers,
+                                    timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=10),
+                                    allow_redirects=False)
+
     async def upstream(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None,
                        timeout: float = 60.0) -> tuple[int, dict, bytes]:
-        return await asyncio.to_thread(self.executor.exchange, method, path, body=body, headers=headers,
-                                       timeout=timeout)
+        """One request to ComfyUI: (status, reply headers, body); ComfyUIError when unreachable."""
+        try:
+            async with self._request(method, path, body, headers, timeout) as reply:
+                return reply.status, dict(reply.headers), await reply.read()
+        except UPSTREAM_ERRORS as exc:
+            raise ComfyUIError(f"ComfyUI at {self.executor.base_url} unreachable: {exc!r}") from exc
 
     async def upstream_json(self, method: str, path: str, payload=None):
-        return await asyncio.to_thread(self.executor.json_call, method, path, payload)
+        body = None if payload is None else json.dumps(payload).encode()
+        status, _headers, data = await self.upstream(method, path, body,
+                                                     {"Content-Type": "application/json"} if body else None)
+        try:
+            return status, json.loads(data) if data else None
+        except ValueError:
+            return status, None
+
+    async def stream_view(self, request: web.Request, query: str) -> web.StreamResponse | None:
+        """`/view` streamed through as ComfyUI sends it; None when it is not a 200 (the caller then
+        answers as for any other reply). ComfyUIError when unreachable before the reply starts."""
+        try:
+            async with self._request("GET", "/view" + query, None, None, 120) as upstream:
+                if upstream.status != 200:
+                    return None
+                reply = web.StreamResponse(status=200)
+                for name in PASS_HEADERS:
+                    if name in upstream.headers:
+                        reply.headers[name] = upstream.headers[name]
+                reply.headers.setdefault("Content-Type", "application/octet-stream")
+                if upstream.content_length is not None and "Content-Encoding" not in upstream.headers:
+                    reply.content_length = upstream.content_length
+                prepared = False
+                try:
+                    async for chunk in upstream.content.iter_chunked(1 << 18):
+                        if not prepared:
+                            await reply.prepare(request)
+                            prepared = True
+                        await reply.write(chunk)
+                except UPSTREAM_ERRORS as exc:
+                    if not prepared:
+                        raise
+                    log.error("native view: upstream ComfyUI stopped mid-body: %r", exc)
+                    return reset_connection(request)
+                if not prepared:
+                    await reply.prepare(request)
+                await reply.write_eof()
+                return reply
+        except UPSTREAM_ERRORS as exc:
+            raise ComfyUIError(f"ComfyUI at {self.executor.base_url} unreachable: {exc!r}") from exc
 
     async def queue_remaining(self, key: str) -> int:
         """ComfyUI's `queue_remaining` for one key: its prompts queued or running upstream now."""
@@ -113,15 +188,50 @@ class NativeProxy:
             data = dict(data)
             if "sid" in data:
                 data["sid"] = client_id
-            data["status"] = {"exec_info": {"queue_remaining": await self.queue_remaining(key)}}
-            self.prompts.poke()
+            # ComfyUI's own count, for the whole queue: none there or none of the key's open, none of its own
+            everyone = ((data.get("status") or {}).get("exec_info") or {}).get("queue_remaining")
+            own = 0 if everyone == 0 or not self.prompts.open_ids(key) else await self.queue_remaining(key)
+            data["status"] = {"exec_info": {"queue_remaining": own}}
             return {**msg, "data": data}
         prompt_id = data.get("prompt_id")
         if prompt_id is not None and not self.prompts.owns(key, prompt_id):
             return None
-        if msg.get("type") == "executed" and isinstance(data.get("output"), dict):
+        kind = msg.get("type")
+        if kind == "executed" and isinstance(data.get("output"), dict):
             self.prompts.add_files(key, file_refs({"_": data["output"]}))
+        elif prompt_id is not None and (kind in END_MESSAGES or (kind == "executing" and data.get("node") is None)):
+            self.prompt_ended(prompt_id)
         return msg
+
+    # ------------------------------------------------------------------ ends
+    def prompt_ended(self, prompt_id: str) -> None:
+        """An end message of an own prompt went by: its task ends from its history shortly
+        (unless the client's own /history read ended it first)."""
+        task = self.prompts.owner(prompt_id)
+        if task is None or task.status != RUNNING or task.ctx.state.get("settling"):
+            return
+        task.ctx.state["settling"] = True
+        job = asyncio.get_running_loop().create_task(self._settle(task, prompt_id))
+        self._settling.add(job)
+        job.add_done_callback(self._settling.discard)
+
+    async def _settle(self, task, prompt_id: str) -> None:
+        await asyncio.sleep(SETTLE_SECONDS)
+        try:
+            if task.status != RUNNING:
+                return
+            try:
+                status, reply = await self.upstream_json("GET", f"/history/{urllib.parse.quote(prompt_id, safe='')}")
+            except ComfyUIError as exc:
+                log.warning("native prompt %s: %s", prompt_id, exc)
+                status, reply = None, None
+            entry = reply.get(prompt_id) if status == 200 and isinstance(reply, dict) else None
+            if isinstance(entry, dict):
+                self.prompts.observe(prompt_id, entry)
+            if task.status == RUNNING:
+                self.prompts.poke()  # not in the history yet (or unreachable): the watcher decides
+        finally:
+            task.ctx.state["settling"] = False
 
 
 def _match(method: str, rest: str) -> tuple[str | None, bool]:
@@ -170,11 +280,22 @@ async def handle_native(request: web.Request, app: SimApp, proxy: NativeProxy | 
     if endpoint == "native/ws":
         return await relay_socket(request, proxy, account)
     limit = int(app.settings.max_upload_mb * 1024 * 1024) + (1 << 20) if endpoint == "native/upload" else None
-    raw = await read_body(request, limit)
     fault = app.faults.take(endpoint)
+    if fault is None and limit is not None and request.content_length is not None \
+            and request.content_length <= limit and "chunked" not in request.headers.get("Transfer-Encoding", ""):
+        raw = None  # streamed upstream as it arrives (its length is known and within the cap)
+        request[STREAMED] = True
+    else:
+        raw = await read_body(request, limit)
     if fault is not None and not fault.commits:
         return await send(request, 200, b"", "application/json", fault=fault, envelope=app.finish)
     try:
+        if fault is None and rest == "view" and _may_view(proxy, account, request.query):
+            query = ("?" + request.query_string) if request.query_string else ""
+            streamed = await proxy.stream_view(request, query)
+            if streamed is not None:
+                log.info("native %s /%s key=%s -> %d", request.method, rest, redact(account.key), streamed.status)
+                return streamed
         status, headers, body = await _perform(request, proxy, account, rest, raw)
     except ComfyUIError as exc:
         log.error("native %s for key %s: %s", rest, redact(account.key), exc)
@@ -200,7 +321,7 @@ async def _perform(request: web.Request, proxy: NativeProxy, account, rest: str,
     if rest == "view":
         return await _view(proxy, account, request.query, query)
     if rest == "upload/image":
-        return await _upload(proxy, account, raw, request.headers.get("Content-Type", ""))
+        return await _upload(proxy, account, raw, request)
     if rest == "interrupt":
         return await _interrupt(proxy, account, _json_body(raw))
     if rest == "queue":
@@ -226,7 +347,7 @@ async def _post_prompt(proxy: NativeProxy, account, raw: bytes | None):
     prompt_id = str(body.get("prompt_id") or uuid.uuid4())
     client_id = body.get("client_id") if isinstance(body.get("client_id"), str) else ""
     try:
-        task = await asyncio.to_thread(proxy.prompts.reserve, account, prompt_id, client_id, body["prompt"])
+        task = proxy.prompts.reserve(account, prompt_id, client_id, body["prompt"])
     except Refused as exc:
         return _reply(exc.status, exc.body)
     # The shared queue's order is not the client's to choose: `number` and `front` are dropped.
@@ -311,22 +432,33 @@ async def _interrupt(proxy: NativeProxy, account, body):
 
 
 # ---------------------------------------------------------------------- files
-async def _view(proxy: NativeProxy, account, params, query: str):
+def _may_view(proxy: NativeProxy, account, params) -> bool:
     filename = params.get("filename", "")
     kind = params.get("type", "output") or "output"
     annotated = ANNOTATION.match(filename)
     if annotated:
         filename, kind = annotated.group(1), annotated.group(2)
-    if not proxy.prompts.may_view(account.key, (kind, params.get("subfolder", ""), filename)):
+    return proxy.prompts.may_view(account.key, (kind, params.get("subfolder", ""), filename))
+
+
+async def _view(proxy: NativeProxy, account, params, query: str):
+    if not _may_view(proxy, account, params):
         return _error(404, "not_found", "no such file among this account's outputs and uploads")
     return await proxy.upstream("GET", "/view" + query, timeout=120)
 
 
-async def _upload(proxy: NativeProxy, account, raw: bytes | None, content_type: str):
-    if raw is None:
+async def _upload(proxy: NativeProxy, account, raw: bytes | None, request: web.Request):
+    """`raw` is the whole body, or None: too large (chunked or buffered), or streamed (its
+    Content-Length known and within the cap: relayed from the client's stream as it comes)."""
+    headers = {"Content-Type": request.headers.get("Content-Type", "")}
+    if raw is None and request.get(STREAMED):
+        body = request.content
+        headers["Content-Length"] = str(request.content_length)
+    elif raw is None:
         return _error(413, "file_too_large", f"the upload is over {proxy.app.settings.max_upload_mb:g} MB")
-    status, headers, data = await proxy.upstream("POST", "/upload/image", raw, {"Content-Type": content_type},
-                                                 timeout=120)
+    else:
+        body = raw
+    status, headers, data = await proxy.upstream("POST", "/upload/image", body, headers, timeout=120)
     reply = _json_body(data)
     if status == 200 and isinstance(reply, dict) and isinstance(reply.get("name"), str):
         proxy.prompts.add_files(account.key, {(reply.get("type") or "input", reply.get("subfolder") or "",

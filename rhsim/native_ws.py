@@ -31,11 +31,9 @@ async def relay_socket(request: web.Request, proxy, account) -> web.StreamRespon
         return json_reply(400, error_body("not_a_websocket", "this route expects a websocket upgrade"))
     client_id = request.query.get("clientId") or uuid.uuid4().hex
     url = proxy.executor.ws_url(proxy.prompts.upstream_client_id(account.key, client_id))
-    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
     try:
-        upstream = await session.ws_connect(url, timeout=aiohttp.ClientWSTimeout(ws_close=5.0))
+        upstream = await proxy.session.ws_connect(url, timeout=aiohttp.ClientWSTimeout(ws_close=5.0))
     except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
-        await session.close()
         log.error("native socket for key %s: upstream ComfyUI socket failed: %s", redact(account.key), exc)
         return json_reply(502, error_body("backend_unreachable", "the ComfyUI behind the endpoint does not answer"))
     await socket.prepare(request)
@@ -49,7 +47,6 @@ async def relay_socket(request: web.Request, proxy, account) -> web.StreamRespon
         for pump in pumps:
             pump.cancel()
         await upstream.close()
-        await session.close()
         if not socket.closed:
             await socket.close()
         request.app[OPEN_SOCKETS].discard(socket)

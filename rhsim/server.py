@@ -63,7 +63,7 @@ def make_api_app(app: SimApp) -> web.Application:
 
     async def close_native(_api: web.Application) -> None:
         if _api[NATIVE] is not None:
-            _api[NATIVE].close()
+            await _api[NATIVE].close()
 
     api.on_cleanup.append(close_native)
     return api

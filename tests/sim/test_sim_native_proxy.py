@@ -350,3 +350,42 @@ def test_the_key_never_reaches_the_log(native_sim, plain_comfy):
         assert key not in requests.get(plain_comfy.base_url + "/history", timeout=30).text
     assert "native prompt" in log  # the log does talk about the endpoint
     assert "Traceback" not in log and "internal error" not in log
+
+
+def test_uploads_streamed_chunked_and_too_large(nsim):
+    """An upload with a Content-Length is relayed as it arrives; a chunked one is read first;
+    one over the cap is 413 and never reaches ComfyUI."""
+    base = nsim.proxy_url(nsim.keys[0])
+    pixels = np.random.default_rng(11).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    streamed = upload(base, png(pixels), f"st_{secrets.token_hex(4)}.png")
+    boundary = "rhsimtest" + secrets.token_hex(6)
+    name = f"ch_{secrets.token_hex(4)}.png"
+    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="{name}"\r\n'
+             f'Content-Type: image/png\r\n\r\n'.encode(), png(pixels), f"\r\n--{boundary}--\r\n".encode()]
+    chunked = requests.post(base + "/upload/image", data=iter(parts), timeout=30,
+                            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert chunked.status_code == 200, chunked.text
+    for uploaded in (streamed, chunked.json()):
+        view = requests.get(base + "/view", params={"filename": uploaded["name"], "type": "input"}, timeout=30)
+        assert view.status_code == 200 and view.content == png(pixels)
+    nsim.configure(max_upload_mb=0.01)
+    try:
+        big = requests.post(base + "/upload/image", timeout=30,
+                            files={"image": ("big.png", io.BytesIO(b"\0" * (1 << 20) + b"\0" * 40000), "image/png")})
+        assert big.status_code == 413 and big.json()["error"]["type"] == "file_too_large"
+    finally:
+        nsim.configure(max_upload_mb=30)
+
+
+def test_a_prompt_followed_on_its_socket_is_billed_without_a_history_read(nsim):
+    base = nsim.proxy_url(nsim.keys[0])
+    sock = socket_for(base, "follower")
+    try:
+        prompt_id = submit(base, slow_graph(1), "follower").json()["prompt_id"]
+        read_prompt(sock, prompt_id)
+    finally:
+        sock.close()
+    task = nsim.wait_for(lambda: next((t for t in nsim.native_prompts(nsim.keys[0])
+                                       if t["promptId"] == prompt_id and t["status"] == "SUCCESS"), None),
+                         timeout=10, interval=0.05)
+    assert task["consumeCoins"] == 17
