@@ -138,8 +138,10 @@ def pack_once(host: ComfyHost, pixels: np.ndarray) -> dict:
     """The same subgraph from a first ComfyUI with the pack: LoadImage and SaveImage local,
     nodes 2–4 a group converted by POST /runninghub/group/convert and run by RH Remote Group.
     Stages from the node's status events: `upload` (PNG encode, the object_info check,
-    upload), `prompt` (submitted to done), `view` (download and decode); `total` from its
-    `executing` to the local SaveImage's (the moment ComfyUI moved on)."""
+    upload, to the first event naming the remote prompt), `prompt` (from there to the node's
+    SUCCESS: the remote run, and the download and decode, which overlap its end), `view`
+    (from SUCCESS until ComfyUI moved on); `total` from its `executing` to the local
+    SaveImage's. Only `total` compares like with like."""
     tag = secrets.token_hex(5)
     name = host.upload_image(png(pixels), f"offload-{tag}.png")["name"]
     reply = host.post("/runninghub/group/convert", json={"prompt": subgraph(name, f"offload-{tag}"), "groups": [GROUP]})
@@ -150,7 +152,7 @@ def pack_once(host: ComfyHost, pixels: np.ndarray) -> dict:
         raise RuntimeError(f"the group failed: {result.error}")
     statuses = [e for e in result.events if e.type == "runninghub.status" and e.data.get("node") == gid]
     start = event_time(result, "executing", gid)
-    sent = next(e.t for e in statuses if e.data["state"] == "SUBMITTING" and e.data.get("task_id"))
+    sent = next(e.t for e in statuses if e.data.get("task_id"))
     done = next(e.t for e in statuses if e.data["state"] == "SUCCESS")
     end = event_time(result, "executing", "5")
     return {"total": end - start, "upload": sent - start, "prompt": done - sent, "view": end - done}
