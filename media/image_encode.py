@@ -22,12 +22,20 @@ of level 4+ costs 2.3x the encode time, which a 20 Mbit/s link only earns back b
 faster link never does), and it stays within a few ms of level 0 on loopback while sending
 40% fewer bytes (level 0 would also reach the 30 MB upload limit at ~10 megapixels where
 level 1 reaches it near 17). `optimize` is off: it forces the slowest zlib search for <1%.
+
+At level 1 the file is written here (`_png_up`), not by Pillow: the Up filter on every row
+instead of Pillow's per-row choice among all five, and a large image's two halves deflated
+in two threads. 512x512 photo-like RGB: 31 -> 6.4 ms, 477 -> 479 KB; the pixels are the same.
 """
 
 from __future__ import annotations
 
 import io
 import logging
+import struct
+import threading
+import zlib
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -71,11 +79,64 @@ def encode_png(pixels: np.ndarray, *, compress_level: int = PNG_COMPRESS_LEVEL) 
         pixels = pixels[:, :, 0]
     if not (pixels.ndim == 2 or (pixels.ndim == 3 and pixels.shape[2] in (2, 3, 4))):
         raise MediaEncodeError(f"encode_png cannot write an array of shape {pixels.shape}")
+    if compress_level == PNG_COMPRESS_LEVEL:
+        return _png_up(np.ascontiguousarray(pixels), compress_level)
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(pixels)).save(
         buf, format="PNG", compress_level=compress_level, optimize=False
     )
     return buf.getvalue()
+
+
+_COLOR_TYPE = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> PNG colour type (L, LA, RGB, RGBA)
+_SPLIT_BYTES = 256 * 1024  # a larger image is compressed as two halves, one in another thread
+_helper: ThreadPoolExecutor | None = None
+_helper_lock = threading.Lock()
+
+
+def _png_up(pixels: np.ndarray, level: int) -> bytes:
+    """The PNG of uint8 `pixels` [H,W] or [H,W,C] with the Up filter on every row, zlib at
+    `level`. Pillow chooses a filter per row by trying all five (the libpng heuristic),
+    which took two thirds of its 30 ms for a 512x512 photo at level 1; the Up filter alone
+    (one numpy subtraction) gave files within 0.5% of its size, and the deflate of the two
+    halves of a large image runs in two threads (zlib leaves the GIL): 30 -> ~8 ms."""
+    height, width = pixels.shape[0], pixels.shape[1]
+    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+    rows = pixels.reshape(height, width * channels)
+    filtered = np.empty((height, width * channels + 1), dtype=np.uint8)
+    filtered[:, 0] = 2  # Up: each byte minus the byte above it (mod 256); the first row minus zeros
+    filtered[0, 1:] = rows[0]
+    np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])
+    data = memoryview(filtered).cast("B")
+    adler = zlib.adler32(data)
+    if filtered.nbytes < _SPLIT_BYTES or height < 2:
+        body = _deflate(data, level, final=True)
+    else:
+        cut = (height // 2) * filtered.shape[1]
+        second = _pool().submit(_deflate, data[cut:], level, True)
+        body = _deflate(data[:cut], level, final=False) + second.result()
+    stream = bytes((0x78, 0x01)) + body + struct.pack(">I", adler)  # zlib header: deflate, 32K window
+    header = struct.pack(">IIBBBBB", width, height, 8, _COLOR_TYPE[channels], 0, 0, 0)
+    return b"".join((b"\x89PNG\r\n\x1a\n", _chunk(b"IHDR", header), _chunk(b"IDAT", stream), _chunk(b"IEND", b"")))
+
+
+def _deflate(data: memoryview, level: int, final: bool) -> bytes:
+    """Raw deflate of `data`; not `final`: ends on a byte boundary without the last-block
+    bit, so another raw deflate stream may follow it (a sync flush)."""
+    compressor = zlib.compressobj(level, zlib.DEFLATED, -15)
+    return compressor.compress(data) + compressor.flush(zlib.Z_FINISH if final else zlib.Z_SYNC_FLUSH)
+
+
+def _chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(payload, zlib.crc32(kind)))
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _helper
+    with _helper_lock:
+        if _helper is None:
+            _helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rh-png")
+        return _helper
 
 
 def _as_uint8_batch(images: torch.Tensor) -> torch.Tensor:
