@@ -79,6 +79,8 @@ def encode_png(pixels: np.ndarray, *, compress_level: int = PNG_COMPRESS_LEVEL) 
         pixels = pixels[:, :, 0]
     if not (pixels.ndim == 2 or (pixels.ndim == 3 and pixels.shape[2] in (2, 3, 4))):
         raise MediaEncodeError(f"encode_png cannot write an array of shape {pixels.shape}")
+    if 0 in pixels.shape:
+        raise MediaEncodeError(f"encode_png cannot write an empty image of shape {pixels.shape}")
     if compress_level == PNG_COMPRESS_LEVEL:
         return _png_up(np.ascontiguousarray(pixels), compress_level)
     buf = io.BytesIO()
