@@ -81,6 +81,13 @@ def http_once(session: requests.Session, base: str, pixels: np.ndarray) -> dict:
         if entry and entry["status"].get("completed") is not None:
             break
         time.sleep(POLL_GAP)
+    return view_output(session, base, entry, t0, t1)
+
+
+
+def view_output(session: requests.Session, base: str, entry: dict, t0: float, t1: float) -> dict:
+    """The ended prompt's output image downloaded and decoded; the stages' times from `t0`
+    (start) and `t1` (uploaded)."""
     if entry["status"]["status_str"] != "success":
         raise RuntimeError(f"the subgraph failed: {entry['status']}")
     t2 = time.perf_counter()
@@ -91,7 +98,6 @@ def http_once(session: requests.Session, base: str, pixels: np.ndarray) -> dict:
     assert out.shape == (384, 384, 3)
     t3 = time.perf_counter()
     return {"total": t3 - t0, "upload": t1 - t0, "prompt": t2 - t1, "view": t3 - t2}
-
 
 def ws_once(session: requests.Session, base: str, pixels: np.ndarray) -> dict:
     """As http_once, but following the prompt's `/ws` (opened first, as a client must: a
@@ -119,16 +125,7 @@ def ws_once(session: requests.Session, base: str, pixels: np.ndarray) -> dict:
     finally:
         ws.close()
     entry = session.get(f"{base}/history/{prompt_id}", timeout=60).json()[prompt_id]
-    if entry["status"]["status_str"] != "success":
-        raise RuntimeError(f"the subgraph failed: {entry['status']}")
-    t2 = time.perf_counter()
-    (image,) = entry["outputs"]["5"]["images"]
-    body = session.get(base + "/view", params=image, timeout=60)
-    body.raise_for_status()
-    out = np.asarray(Image.open(io.BytesIO(body.content)).convert("RGB"))
-    assert out.shape == (384, 384, 3)
-    t3 = time.perf_counter()
-    return {"total": t3 - t0, "upload": t1 - t0, "prompt": t2 - t1, "view": t3 - t2}
+    return view_output(session, base, entry, t0, t1)
 
 
 LAYOUTS = {"poll": http_once, "ws": ws_once}  # the bare scripts; the faster one is the floor
