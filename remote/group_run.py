@@ -220,7 +220,9 @@ class Prefetch:
         self._context = contextvars.copy_context()  # the run's stop reaches the downloads
         self._jobs: dict[str, tuple[tuple, Future]] = {}
         self._lock = threading.Lock()
-        self._pool: ThreadPoolExecutor | None = None
+        # its thread started now, while the inputs encode, not at the first `executed` (~1 ms)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rh-group-prefetch")
+        self._pool.submit(int)
         self._closed = False
 
     def expect(self, output_nodes: Mapping[str, str]) -> None:
@@ -237,8 +239,6 @@ class Prefetch:
         with self._lock:
             if self._closed or node_id in self._jobs:
                 return
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rh-group-prefetch")
             job = self._pool.submit(self._context.copy().run, self._fetch, refs)
             self._jobs[node_id] = (_refs_key(refs), job)
 
@@ -261,9 +261,8 @@ class Prefetch:
 
     def close(self) -> None:
         with self._lock:
-            self._closed, pool, self._jobs = True, self._pool, {}
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+            self._closed, self._jobs = True, {}
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def collect_outputs(spec: GroupSpec, output_nodes: Mapping[str, str], history_outputs: Mapping[str, Any],

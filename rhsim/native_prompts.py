@@ -87,6 +87,11 @@ class NativePrompts:
         return [t.ctx.prompt_id for t in self.tasks.all()
                 if t.kind == "native" and t.key == key and t.status == RUNNING]
 
+    def unended_count(self, key: str) -> int:
+        """The key's prompts queued or running whose end no socket message has told yet."""
+        return sum(1 for t in self.tasks.all() if t.kind == "native" and t.key == key and t.status == RUNNING
+                   and not t.ctx.state.get("end_seen"))
+
     # ------------------------------------------------------------------ files
     def add_files(self, key: str, refs) -> None:
         with self._lock:

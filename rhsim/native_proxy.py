@@ -96,6 +96,8 @@ class NativeProxy:
         return self._session
 
     def _request(self, method: str, path: str, body: bytes | None, headers: dict | None, timeout: float):
+        # counted as `native/upstream GET queue` etc.: what the relay asks of its ComfyUI
+        self.app.count(f"native/upstream {method} {path.split('?', 1)[0].strip('/').split('/', 1)[0]}", None)
         return self.session.request(method, self.executor.base_url + path, data=body, headers=headers,
                                     timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=10),
                                     allow_redirects=False)
@@ -162,6 +164,15 @@ class NativeProxy:
         return sum(1 for part in ("queue_running", "queue_pending") for item in reply.get(part) or []
                    if isinstance(item, list) and len(item) > 1 and self.prompts.owns(key, item[1]))
 
+    def own_remaining(self, key: str, everyone) -> int:
+        """A status message's `queue_remaining` for one key, from the relay's own records (the
+        key's prompts sent and not seen ending), never more than ComfyUI's count for everyone.
+        Not from ComfyUI's /queue: reading it for every status message (two or three a
+        prompt, to every socket of the key) costs the upstream a queue copy while the
+        prompt runs there."""
+        own = self.prompts.unended_count(key)
+        return min(own, everyone) if isinstance(everyone, int) and not isinstance(everyone, bool) else own
+
     # ------------------------------------------------------------------ rewriting
     def local_item(self, item):
         """A queue/history prompt tuple with the client's own clientId back in extra_data."""
@@ -190,8 +201,7 @@ class NativeProxy:
                 data["sid"] = client_id
             # ComfyUI's own count, for the whole queue: none there or none of the key's open, none of its own
             everyone = ((data.get("status") or {}).get("exec_info") or {}).get("queue_remaining")
-            own = 0 if everyone == 0 or not self.prompts.open_ids(key) else await self.queue_remaining(key)
-            data["status"] = {"exec_info": {"queue_remaining": own}}
+            data["status"] = {"exec_info": {"queue_remaining": self.own_remaining(key, everyone)}}
             return {**msg, "data": data}
         prompt_id = data.get("prompt_id")
         if prompt_id is not None and not self.prompts.owns(key, prompt_id):
@@ -210,6 +220,7 @@ class NativeProxy:
         task = self.prompts.owner(prompt_id)
         if task is None or task.status != RUNNING or task.ctx.state.get("settling"):
             return
+        task.ctx.state["end_seen"] = True
         task.ctx.state["settling"] = True
         job = asyncio.get_running_loop().create_task(self._settle(task, prompt_id))
         self._settling.add(job)

@@ -222,6 +222,31 @@ def test_each_socket_gets_only_its_own_clients_messages(nsim):
             assert msg["data"]["status"]["exec_info"]["queue_remaining"] <= 1
 
 
+def test_status_messages_count_the_keys_own_prompts_without_reading_the_upstream_queue(nsim):
+    """ComfyUI broadcasts its whole queue's size; a key's socket gets its own: 1 while its
+    prompt is queued or running (another key's queued behind it), 0 from its end on while
+    the other key's still runs. Counted from the relay's records: no upstream /queue read."""
+    a, b = (nsim.proxy_url(k) for k in nsim.keys)
+    sock = socket_for(a, "counter")
+    try:
+        assert json.loads(sock.recv())["data"]["status"]["exec_info"]["queue_remaining"] == 0
+        mine = submit(a, slow_graph(2), "counter").json()["prompt_id"]
+        theirs = submit(b, slow_graph(4), "other").json()["prompt_id"]
+        during = read_prompt(sock, mine)
+        wait_history(nsim, b, theirs)
+        after = drain(sock, 0.5)
+    finally:
+        sock.close()
+    ended = next(i for i, m in enumerate(during) if m["type"] == "execution_success")
+    counts = [(i > ended, m["data"]["status"]["exec_info"]["queue_remaining"])
+              for i, m in enumerate(during) if m["type"] == "status"]
+    counts += [(True, m["data"]["status"]["exec_info"]["queue_remaining"]) for m in after if m["type"] == "status"]
+    assert {n for late, n in counts if not late} == {1}, counts
+    assert {n for late, n in counts if late} == {0}, counts
+    assert len(counts) >= 4  # submit, second submit, start or end of each: ComfyUI's own broadcasts
+    assert nsim.count("native/upstream GET queue") == 0
+
+
 def test_unknown_key_no_coins_and_missing_route(nsim):
     stranger = STRANGER
     for method, path in (("GET", "/object_info"), ("POST", "/prompt"), ("GET", "/history"), ("GET", "/queue"),
