@@ -14,6 +14,9 @@ reads `progress`, sleeps on `wait_for_news`, and `close()`s it when it ends.
   given up quietly: the wait polls on its own schedule (`healthy` turns false).
 - **Stops**: the thread inherits the run's stop (client/stop.py, a context variable) and
   ends within `stop.TICK` of it, or of `close()`.
+- **What it heard, whole**: `heard_success(prompt_id)` gives the prompt's `executed`
+  outputs once its `execution_success` came, when one connection heard it all (never
+  dropped): the native run may take that for the prompt's history (remote/native_follow.py).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ CONNECT_TIMEOUT = 5.0
 MAX_MESSAGE = 1 << 20  # bytes of one message
 MAX_URL = 2048
 CHECK_EVERY = 0.05  # seconds between checks of the stop while reading
+MAX_OUTPUT_NODES = 1000  # `executed` outputs kept per socket
 
 
 def describe_url(url: Any) -> str:
@@ -83,6 +87,8 @@ class TaskSocket:
         self._closed = threading.Event()
         self._connected = False
         self._ever_connected = threading.Event()
+        self._connections = 0
+        self._outputs: dict[str, dict] = {}  # node id -> its `executed` output, of the prompt followed
         self._gave_up = False
         self._thread: threading.Thread | None = None
 
@@ -134,6 +140,17 @@ class TaskSocket:
             if time.monotonic() >= deadline or self._gave_up or not (self._thread and self._thread.is_alive()):
                 return self._ever_connected.is_set()
         return True
+
+    def heard_success(self, prompt_id: str) -> dict[str, dict] | None:
+        """`{node_id: output}` of every `executed` message of `prompt_id`, once its
+        `execution_success` came over the one connection this socket ever made (a
+        reconnect may have missed some); else None. Whole only if that connection was open
+        before the prompt was sent: the caller knows (`wait_connected` before submitting)."""
+        with self._lock:
+            progress = self._progress
+            if self._connections != 1 or progress.ended != "success" or progress.prompt_id != prompt_id:
+                return None
+            return dict(self._outputs)
 
     def wait_for_news(self, timeout: float) -> bool:
         """Sleep up to `timeout` s; True (at once) when a message came since the last call."""
@@ -220,6 +237,7 @@ class TaskSocket:
                 log.exception("task socket %s: message listener failed", self.label)
         with self._lock:
             self._progress = follow(self._progress, msg, self.workflow)
+            self._keep_output(msg)
             ended = self._progress.ended is not None and self._progress.node_id is None
         self._ever_connected.set()
         self._news.set()
@@ -235,9 +253,21 @@ class TaskSocket:
             left -= CHECK_EVERY
         return not self._stopping()
 
+    def _keep_output(self, msg: Any) -> None:
+        """An `executed` message's output, when it is of the prompt followed (under the lock)."""
+        data = msg.get("data") if isinstance(msg, dict) and msg.get("type") == "executed" else None
+        if not isinstance(data, dict) or not isinstance(data.get("output"), dict) \
+                or data.get("prompt_id") is None or str(data["prompt_id"]) != self._progress.prompt_id:
+            return
+        node = data.get("node")
+        if isinstance(node, (str, int)) and not isinstance(node, bool) and str(node) \
+                and (str(node) in self._outputs or len(self._outputs) < MAX_OUTPUT_NODES):
+            self._outputs[str(node)] = data["output"]
+
     def _set_connected(self, connected: bool) -> None:
         with self._lock:
             self._connected = connected
+            self._connections += 1 if connected else 0
 
 
 def opener(site: Site, *, workflow: Callable[[], Mapping[str, Any] | None] = lambda: None,

@@ -126,7 +126,8 @@ def _run(spec: GroupSpec, ins: dict, acct, sweep, index: int, should_stop, promp
             names = group_run.upload_all(native.upload_image, prepared)
             remote = prepared.with_names(names)
             result = _run_prompt(native, remote.prompt, journal=journal, parts=parts, should_stop=should_stop,
-                                 on_status=functools.partial(_show_progress, sweep, index), early=early)
+                                 on_status=functools.partial(_show_progress, sweep, index), early=early,
+                                 needed_outputs=remote.output_nodes.values())
         values = group_run.collect_outputs(spec, remote.output_nodes, result.outputs, result.native.download,
                                            prefetch if result.native is native else None)
     finally:
@@ -179,8 +180,9 @@ def _ran_before(native, journal, parts: dict) -> bool:
     return journal.ledger.lookup(fingerprint_for(native.site.base_url, journal, {}, parts)) is not None
 
 
-def _run_prompt(native, prompt: dict, *, journal, parts: dict, should_stop, on_status, early=None):
+def _run_prompt(native, prompt: dict, *, journal, parts: dict, should_stop, on_status, early=None,
+                needed_outputs=None):
     from ..remote.native_run import run_prompt
 
     return run_prompt(native, prompt, fingerprint_parts=parts, should_stop=should_stop, on_status=on_status,
-                      journal=journal, early=early)
+                      journal=journal, early=early, needed_outputs=needed_outputs)

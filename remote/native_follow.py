@@ -1,9 +1,16 @@
 """Following one submitted native prompt to its end. Progress comes from the prompt's /ws
 (the remote node, its steps, nodes done / total, as RunStatus); the outcome from /history
-only (native_result.decide), read once when the socket says it is written (`executing`
-null, or SETTLE_GRACE after `execution_success`). A silent or dropped socket falls back to
-polling /queue + /history on the workflow runs' schedule (client/polling.PollPolicy). The
-run's stop interrupts or dequeues the prompt (native_stop.stop_prompt)."""
+(native_result.decide), read once when the socket says it is written (`executing` null, or
+SETTLE_GRACE after `execution_success`). A silent or dropped socket falls back to polling
+/queue + /history on the workflow runs' schedule (client/polling.PollPolicy). The run's
+stop interrupts or dequeues the prompt (native_stop.stop_prompt).
+
+**The socket instead of the history**, for a success only and only when it heard it all:
+one connection, open before the prompt was sent (`heard_from_start`), that brought its
+`execution_success` and an `executed` output for every node the caller needs
+(`needed_outputs`). ComfyUI writes the same outputs into the history; reading them from the
+socket saves a round trip to RunningHub at the end of every run. Anything less (a
+reconnect, a missing output, an error, an interrupt) reads the history as above."""
 
 from __future__ import annotations
 
@@ -35,8 +42,10 @@ class Follow:
 
     def __init__(self, native: NativeClient, prompt_id: str, socket: TaskSocket | None, *, state: str,
                  policy: PollPolicy, on_status: Callable[[RunStatus], None] | None, record: NativeRecord,
-                 reattached: bool, clock: Callable[[], float] = time.monotonic):
+                 reattached: bool, clock: Callable[[], float] = time.monotonic, heard_from_start: bool = False,
+                 needed_outputs: frozenset[str] | None = None):
         self.native, self.prompt_id, self.socket = native, prompt_id, socket
+        self.heard_from_start, self.needed_outputs = heard_from_start, needed_outputs
         self.policy, self.on_status, self.record, self.reattached = policy, on_status, record, reattached
         self.clock = clock
         self.started = self.phase_started = clock()
@@ -100,14 +109,31 @@ class Follow:
     def socket_healthy(self) -> bool:
         return self.socket is not None and self.socket.healthy
 
+    def heard_outcome(self) -> dict | None:
+        """The prompt's success as its socket heard it, as a history entry, when the socket
+        can stand for the history (see the module's doc); else None."""
+        if not self.heard_from_start or self.needed_outputs is None or self.socket is None:
+            return None
+        outputs = self.socket.heard_success(self.prompt_id)
+        if outputs is None or not self.needed_outputs <= outputs.keys():
+            return None
+        return {"outputs": outputs, "status": {"status_str": "success", "completed": True, "messages": [],
+                                               "heard_on_socket": True}}
+
     def socket_says_ended(self) -> bool:
-        """True once when the prompt's history should be there: at ComfyUI's `executing`
-        null (sent after the history is written; `execution_success` comes before it, when
-        a poll would often still find the prompt running), or SETTLE_GRACE after the end
-        message when that never comes (a remote that does not send it)."""
+        """True once when the outcome is known: at once when the socket heard the whole
+        success (`heard_outcome`), else when the prompt's history should be there: at
+        ComfyUI's `executing` null (sent after the history is written; `execution_success`
+        comes before it, when a poll would often still find the prompt running), or
+        SETTLE_GRACE after the end message when that never comes (a remote that does not
+        send it)."""
         remote = self.remote()
         if remote is None or remote.ended is None:
             return False
+        if not self.ended_seen and self.heard_outcome() is not None:
+            self.ended_seen = self.settled_seen = True
+            self.ended_at = self.clock()
+            return True
         if not self.ended_seen:
             self.ended_seen, self.ended_at = True, self.clock()
         if remote.settled:
@@ -158,6 +184,9 @@ class Follow:
     def lookup(self) -> Lookup:
         """Where the prompt is. Once the socket said it ended, its history is asked first:
         one request instead of /queue + /history (the queue only when it is not there yet)."""
+        heard = self.heard_outcome() if self.ended_seen else None
+        if heard is not None:
+            return Lookup(Place.DONE, heard)
         if self.ended_seen:
             entry = self.native.history(self.prompt_id)
             if entry is not None:
@@ -195,7 +224,9 @@ class Follow:
                 raise
             self.report(force=True, state="SUCCESS", line=f"RunningHub prompt {self.prompt_id[:8]}: done in "
                                                           f"{self.clock() - self.started:.0f} s")
-            log.info("prompt %s finished after %.1f s", self.prompt_id, self.clock() - self.started)
+            log.info("prompt %s finished after %.1f s%s", self.prompt_id, self.clock() - self.started,
+                     " (outcome heard on its socket)" if (lookup.history or {}).get("status", {}).get(
+                         "heard_on_socket") else "")
             return result
         if lookup.place is Place.UNKNOWN:
             cancelled = self.record.cancelled_elsewhere()

@@ -14,15 +14,16 @@ wait for it, with the guarantees of a workflow run (remote/run.py):
   prompts": nothing was queued) is waited out there, on another key when one is free.
 - **Followed** (remote/native_follow.py) on the /ws of a client id of its own, opened before
   the submission (remote/native_socket.py; an EarlySocket even before the prompt is ready),
-  to the outcome its `/history` gives; **cancelled** by the run's stop with one interrupt or
-  queue delete (remote/native_stop.py).
+  to the outcome its `/history` gives (or, for a success, the socket itself when it heard
+  every output the caller names in `needed_outputs`); **cancelled** by the run's stop with
+  one interrupt or queue delete (remote/native_stop.py).
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from ..client.errors import (ProtocolError, RunningHubError, SubmissionUncertainError, TaskFailedError,
                              TaskNotFoundError)
@@ -55,6 +56,7 @@ class _Started:
     task_id: str
     socket: TaskSocket | None
     state: str
+    heard_from_start: bool = False  # the socket was connected before the prompt was sent
 
 
 def run_prompt(native: NativeClient | KeyPool, prompt: Mapping[str, Any], *,
@@ -65,7 +67,8 @@ def run_prompt(native: NativeClient | KeyPool, prompt: Mapping[str, Any], *,
                on_wait: Callable[[str], None] | None = None,
                on_warning: Callable[[str], None] | None = None,
                policy: PollPolicy | None = None, capacity_budget: float = 600.0,
-               socket_wait: float = SOCKET_WAIT, early: EarlySocket | None = None) -> NativePromptResult:
+               socket_wait: float = SOCKET_WAIT, early: EarlySocket | None = None,
+               needed_outputs: Iterable[str] | None = None) -> NativePromptResult:
     """Run `prompt` (API format) on the native endpoint of `native` (a client, or a key pool
     whose keys' clients `shared_native` turns into native clients) and wait for its end.
 
@@ -79,12 +82,15 @@ def run_prompt(native: NativeClient | KeyPool, prompt: Mapping[str, Any], *,
     `on_status(RunStatus)` sees SUBMITTING, QUEUED, RUNNING (with the remote node and its
     steps), then SUCCESS, FAILED or CANCEL; `on_submitted(prompt_id)` once it is queued.
     With a `journal` the prompt is kept in the task ledger and re-attached by fingerprint.
-    `early`: a prompt id and /ws opened before (EarlySocket); closed here when not used."""
+    `early`: a prompt id and /ws opened before (EarlySocket); closed here when not used.
+    `needed_outputs`: the remote node ids whose outputs the caller reads; given, a success
+    the socket heard whole (those outputs included) is not read again from /history."""
     try:
         return _run_prompt(native, prompt, fingerprint_parts=fingerprint_parts, journal=journal,
                            should_stop=should_stop, on_status=on_status, on_submitted=on_submitted, on_wait=on_wait,
                            on_warning=on_warning, policy=policy, capacity_budget=capacity_budget,
-                           socket_wait=socket_wait, early=early)
+                           socket_wait=socket_wait, early=early,
+                           needed=frozenset(map(str, needed_outputs)) if needed_outputs is not None else None)
     finally:
         if early is not None:
             early.close()
@@ -95,7 +101,7 @@ def _run_prompt(native: NativeClient | KeyPool, prompt: Mapping[str, Any], *,
                 should_stop: Callable[[], bool] | None, on_status: Callable[[RunStatus], None] | None,
                 on_submitted: Callable[[str], None] | None, on_wait: Callable[[str], None] | None,
                 on_warning: Callable[[str], None] | None, policy: PollPolicy | None, capacity_budget: float,
-                socket_wait: float, early: EarlySocket | None) -> NativePromptResult:
+                socket_wait: float, early: EarlySocket | None, needed: frozenset[str] | None) -> NativePromptResult:
     if not isinstance(prompt, Mapping) or not prompt:
         raise RunningHubError("The remote prompt is empty: there is nothing to run on RunningHub.")
     prompt = dict(prompt)
@@ -111,7 +117,8 @@ def _run_prompt(native: NativeClient | KeyPool, prompt: Mapping[str, Any], *,
 
     def follow(started: _Started, *, reattached: bool) -> NativePromptResult:
         wait = Follow(started.native, started.task_id, started.socket, state=started.state, policy=policy,
-                       on_status=on_status, record=record, reattached=reattached)
+                       on_status=on_status, record=record, reattached=reattached,
+                       heard_from_start=started.heard_from_start, needed_outputs=needed)
         try:
             with IN_FLIGHT.on(f"native prompt {started.task_id} on {started.native.site.host}"):
                 return record.outcome(wait.run)
@@ -152,7 +159,8 @@ def _submitter(prompt: dict, prompt_id: str, record: NativeRecord, socket_wait: 
         socket = early.take(native) if early is not None else None
         if socket is None:
             socket = native.open_socket(client_id, prompt, label=f"native prompt {prompt_id}")
-        if socket is not None and not socket.wait_connected(socket_wait):
+        connected = socket is not None and socket.wait_connected(socket_wait)
+        if socket is not None and not connected:
             log.info("prompt %s: the remote /ws did not answer within %.1f s; polling instead", prompt_id,
                      socket_wait)
         record.begin(native.key.hint, prompt_id)
@@ -171,7 +179,7 @@ def _submitter(prompt: dict, prompt_id: str, record: NativeRecord, socket_wait: 
             close_socket(socket)
             raise
         record.created(submitted.prompt_id)
-        return _Started(native, submitted.prompt_id, socket, "QUEUED")
+        return _Started(native, submitted.prompt_id, socket, "QUEUED", heard_from_start=connected)
 
     return create
 

@@ -145,6 +145,23 @@ def test_the_end_is_read_from_history_once_settled_or_after_a_grace(native, rela
     assert time.monotonic() - started >= native_follow.SETTLE_GRACE
 
 
+def test_a_success_heard_whole_on_the_socket_is_not_read_again_from_history(native, relay, remote_comfy, tmp_path):
+    """Given the outputs it needs, a run whose socket (connected before the submit, never
+    dropped) heard `execution_success` and those outputs reads no /history: the result and
+    the ledger hold what ComfyUI wrote there. A needed output the socket did not bring makes
+    it read the history once, as before."""
+    journal = journal_in(tmp_path)
+    result = native_run.run_prompt(native, steps_prompt(2, 0.2), policy=FAST, needed_outputs=["3"], journal=journal)
+    assert relay.count("GET", f"/history/{result.prompt_id}") == 0 and relay.count("GET", "/queue") == 0
+    assert result.outputs == remote_comfy.history(result.prompt_id)["outputs"] and result.files("3")
+    (entry,) = journal.ledger.entries()
+    assert entry.status == "SUCCESS" and native_record.outputs_from_ledger(entry.outputs) == result.outputs
+    relay.reset()
+    relay.ws_hide = lambda msg: msg.get("type") == "executed"
+    result = native_run.run_prompt(native, steps_prompt(2, 0.2), policy=FAST, needed_outputs=["3"])
+    assert result.files("3") and relay.count("GET", f"/history/{result.prompt_id}") == 1
+
+
 def test_a_remote_failure_names_the_node_and_its_exception(native, tmp_path):
     journal = journal_in(tmp_path)
     with pytest.raises(errors.TaskFailedError) as caught:

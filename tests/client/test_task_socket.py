@@ -3,10 +3,14 @@ over loopback: on, drop, silent and off; hostile addresses; stops within a tick.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+import threading
 import time
 
 import pytest
+from aiohttp import web
 
 from support.pack import pack_module
 from support.simulator import WORKFLOWS
@@ -191,3 +195,101 @@ def test_a_key_in_the_address_path_is_never_shown(client, sim, caplog):
     assert task_socket.TaskSocket.open(url, client.site) is None
     handle = records.TaskHandle.parse({"taskId": "1", "netWssUrl": url})
     assert key not in repr(handle) and key not in caplog.text
+
+
+class ScriptedSocketServer:
+    """A websocket server on loopback that plays one script of messages per connection, then
+    closes it (a drop when more scripts follow): what a socket hears across reconnects."""
+
+    def __init__(self, scripts: list[list[dict]]):
+        self.scripts = list(scripts)
+        self.connections = 0
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self) -> "ScriptedSocketServer":
+        self._thread.start()
+        assert self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+
+    @property
+    def site(self):
+        return sites.resolve_site(base_url=f"http://127.0.0.1:{self.port}")
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws?clientId=scripted"
+
+    async def _handle(self, request):
+        socket = web.WebSocketResponse()
+        await socket.prepare(request)
+        script = self.scripts[min(self.connections, len(self.scripts) - 1)]
+        self.connections += 1
+        for msg in script:
+            await socket.send_str(json.dumps(msg))
+        await socket.close()
+        return socket
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        app = web.Application()
+        app.router.add_get("/ws", self._handle)
+        runner = web.AppRunner(app)
+        self._loop.run_until_complete(runner.setup())
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        self._loop.run_until_complete(site.start())
+        self.port = site._server.sockets[0].getsockname()[1]
+        self._ready.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(runner.cleanup())
+
+
+def _msg(kind: str, prompt_id: str = "p1", **data) -> dict:
+    return {"type": kind, "data": {**data, "prompt_id": prompt_id}}
+
+
+IMAGES = {"images": [{"filename": "out_00001_.png", "subfolder": "", "type": "output"}]}
+WHOLE_RUN = [{"type": "status", "data": {"status": {"exec_info": {"queue_remaining": 1}}, "sid": "scripted"}},
+             _msg("execution_start"), _msg("executing", node="7"), _msg("executed", node="7", output=IMAGES),
+             _msg("executed", node="8", output={"text": ["hello"]}), _msg("executed", "another", node="9", output={}),
+             _msg("execution_success"), _msg("executing", node=None)]
+
+
+def heard_until_ended(server: ScriptedSocketServer, limit: float = 10.0):
+    socket = task_socket.TaskSocket.open(server.url, server.site)
+    try:
+        deadline = time.monotonic() + limit
+        while socket.progress.ended is None and time.monotonic() < deadline:
+            socket.wait_for_news(0.05)
+        return socket.progress, socket.heard_success("p1"), socket.heard_success("another")
+    finally:
+        socket.close()
+
+
+def test_a_success_heard_on_one_connection_gives_its_outputs():
+    with ScriptedSocketServer([WHOLE_RUN]) as server:
+        progress, heard, other = heard_until_ended(server)
+    assert progress.ended == "success" and other is None
+    assert heard == {"7": IMAGES, "8": {"text": ["hello"]}}  # another prompt's output is not this one's
+
+
+def test_a_success_heard_after_a_reconnect_gives_nothing():
+    """The first connection drops after `executed` of node 7; the second brings the rest:
+    what was said in between may be lost, so the socket cannot stand for the history."""
+    first, rest = WHOLE_RUN[:4], [WHOLE_RUN[0], *WHOLE_RUN[4:]]
+    with ScriptedSocketServer([first, rest]) as server:
+        progress, heard, _ = heard_until_ended(server)
+        assert server.connections == 2
+    assert progress.ended == "success" and heard is None
+
+
+def test_an_error_or_no_end_gives_nothing():
+    failed = [*WHOLE_RUN[:4], _msg("execution_error", node_id="7"), _msg("executing", node=None)]
+    with ScriptedSocketServer([failed]) as server:
+        progress, heard, _ = heard_until_ended(server)
+    assert progress.ended == "error" and heard is None
