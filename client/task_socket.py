@@ -88,6 +88,8 @@ class TaskSocket:
         self._connected = False
         self._ever_connected = threading.Event()
         self._connections = 0
+        self._loop: asyncio.AbstractEventLoop | None = None  # the thread's, and its wake-up on close
+        self._wake: asyncio.Event | None = None
         self._outputs: dict[str, dict] = {}  # node id -> its `executed` output, of the prompt followed
         self._gave_up = False
         self._thread: threading.Thread | None = None
@@ -158,10 +160,20 @@ class TaskSocket:
         self._news.clear()
         return news
 
-    def close(self, timeout: float = 1.0) -> None:
+    def close(self, timeout: float = 1.0, *, wait: bool = True) -> None:
+        """Stop following: the reader wakes at once. `wait`: until the thread ended (at
+        most `timeout` s); without it the thread winds down (closes the connection) on its
+        own, off the caller's path."""
         self._closed.set()
         self._news.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
+        with self._lock:
+            loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None:
+            try:
+                loop.call_soon_threadsafe(wake.set)
+            except RuntimeError:  # the loop has closed: the thread is ending anyway
+                pass
+        if wait and self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
 
     # -- the thread --------------------------------------------------------------------------
@@ -180,6 +192,11 @@ class TaskSocket:
 
     async def _follow(self) -> None:
         import aiohttp
+
+        with self._lock:
+            self._loop, self._wake = asyncio.get_running_loop(), asyncio.Event()
+        if self._closed.is_set():
+            return
 
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT, sock_read=None)
         async with aiohttp.ClientSession(timeout=timeout) as session:
@@ -207,11 +224,14 @@ class TaskSocket:
 
     async def _read(self, ws, aiohttp) -> bool:
         reader = asyncio.ensure_future(ws.receive())
+        woken = asyncio.ensure_future(self._wake.wait())
         try:
             while True:
-                done, _ = await asyncio.wait({reader}, timeout=CHECK_EVERY)
+                done, _ = await asyncio.wait({reader, woken}, timeout=CHECK_EVERY,
+                                             return_when=asyncio.FIRST_COMPLETED)
                 if self._stopping():
                     return True
+                done.discard(woken)
                 if not done:
                     continue
                 msg = reader.result()
@@ -223,6 +243,7 @@ class TaskSocket:
                 reader = asyncio.ensure_future(ws.receive())
         finally:
             reader.cancel()
+            woken.cancel()
 
     def _take(self, text: str) -> bool:
         """Fold one text message in; True once the remote says the prompt is over."""

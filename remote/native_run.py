@@ -124,7 +124,7 @@ def _run_prompt(native: NativeClient | KeyPool, prompt: Mapping[str, Any], *,
                 return record.outcome(wait.run)
         finally:
             if started.socket is not None:
-                started.socket.close()
+                started.socket.close(wait=False)  # it winds down off the run's path
 
     with stop_when(should_stop):
         while True:
