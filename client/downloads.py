@@ -8,22 +8,20 @@
 - connect/read timeouts and an overall deadline, retried through the one retry helper
   (retry.Attempts: Retry-After honoured); a reset mid-body restarts the download (a
   bounded number of times) so the body is either whole or an error, never truncated;
-- the run's stop (client/stop.py) and the deadline are checked between body chunks, and a
-  watcher cuts a read that blocks (a server trickling bytes) within a tick of either;
+- the run's stop (client/stop.py) and the deadline are checked between body chunks, and the
+  read watchdog (client/read_watch.py) cuts a read that blocks (a server trickling bytes)
+  within a tick of either;
 - `Content-Encoding: gzip/deflate` bodies are decoded; Content-Length is compared with the
   bytes on the wire, the size cap with the decoded bytes.
 """
 
 from __future__ import annotations
 
-import contextvars
 import ipaddress
 import logging
 import re
 import socket
-import threading
-from contextlib import contextmanager
-from typing import BinaryIO, Callable, Iterable, Iterator
+from typing import BinaryIO, Callable, Iterable
 from urllib.parse import urljoin, urlparse
 
 import requests
@@ -31,7 +29,8 @@ import requests
 from .errors import DownloadError
 from .retry import Attempts, RetryPolicy, parse_retry_after
 from .sites import Site
-from .stop import TICK, stop_requested
+from .read_watch import watching
+from .stop import stop_requested
 from .transport import Timeouts
 
 log = logging.getLogger("runninghub_bridge.client")
@@ -221,7 +220,7 @@ def _read_body(resp: requests.Response, sink: BinaryIO, *, max_bytes: int, attem
                             "for this kind of output.", task_id=task_id, site=site.name)
     total = 0
     try:
-        with _cut_when_stopped(resp, attempts):
+        with watching(resp, lambda: stop_requested() or attempts.remaining <= 0):
             for chunk in resp.iter_content(_CHUNK):
                 total += len(chunk)
                 if total > max_bytes:
@@ -243,35 +242,3 @@ def _read_body(resp: requests.Response, sink: BinaryIO, *, max_bytes: int, attem
     return total
 
 
-@contextmanager
-def _cut_when_stopped(resp: requests.Response, attempts: Attempts) -> Iterator[None]:
-    """A body read blocks in the socket until bytes arrive (1 byte a second from a
-    trickling server): this watcher shuts the socket's reading side within a tick of the
-    run's stop or the deadline, so the read ends at once."""
-    done = threading.Event()
-    run_context = contextvars.copy_context()  # the run's stop is a context variable
-
-    def watch() -> None:
-        while not done.wait(TICK):
-            if run_context.run(stop_requested) or attempts.remaining <= 0:
-                _shut_read_side(resp)
-                return
-
-    watcher = threading.Thread(target=watch, name="rh-download-watch", daemon=True)
-    watcher.start()
-    try:
-        yield
-    finally:
-        done.set()
-
-
-def _shut_read_side(resp: requests.Response) -> None:
-    """urllib3 2.3+ has HTTPResponse.shutdown (safe from another thread); older ones leave
-    the read to its read timeout."""
-    shutdown = getattr(resp.raw, "shutdown", None)
-    if shutdown is None:
-        return
-    try:
-        shutdown()
-    except (OSError, ValueError, RuntimeError):
-        pass  # already closed or released: the read is over anyway

@@ -5,7 +5,9 @@ deflate bodies, Retry-After, and no partial file left behind."""
 from __future__ import annotations
 
 import io
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -49,6 +51,22 @@ def test_a_stop_ends_a_trickling_download_at_once(client, sim, output_url):
     with stop.stop_when(stop_after(0.5)), pytest.raises(errors.WaitInterrupted):
         download(client, output_url)
     assert time.monotonic() - started < 0.5 + 2.0  # generous on a loaded machine; it held 30+ s before
+
+
+def test_parallel_stoppable_downloads_share_one_watchdog_thread(client, sim, output_url):
+    """Each body read can be cut by the run's stop; one watchdog thread watches them all
+    (it was a thread per download: a fetch of fifty outputs started fifty)."""
+    plain = download(client, output_url)
+    sim.fault("files", "slow_body", count=8, chunk=4096, delay=0.05)
+    with ThreadPoolExecutor(8) as pool:
+        running = [pool.submit(download, client, output_url) for _ in range(8)]
+        watchers = set()
+        while not all(job.done() for job in running):
+            watchers |= {(t.name, t.ident) for t in threading.enumerate() if "watch" in t.name}
+            time.sleep(0.01)
+        bodies = [job.result() for job in running]
+    assert bodies == [plain] * 8
+    assert [name for name, _ in watchers] == ["rh-read-watch"]
 
 
 def test_the_deadline_holds_inside_the_body(client, sim, output_url):
