@@ -18,8 +18,9 @@ InsufficientFundsError, 429 → CapacityError (nothing was queued: the caller wa
 submits again; client/pool.py does), ComfyUI's 400 `{error, node_errors}` →
 ValidationFailedError naming the remote nodes and their messages.
 
-**Retries**: every call but `POST /prompt` is safe to repeat and goes through the one retry
-helper (retry.Attempts: jittered backoff, Retry-After, deadline, the run's stop).
+**Retries**: every call but `POST /prompt` is safe to repeat and goes through the one
+request loop (transport.request_with_retries, on retry.Attempts: jittered backoff, Retry-After,
+deadline, the run's stop).
 `POST /prompt` carries a `prompt_id` the caller chose: it is sent again only when it
 provably never left this machine. When its reply is lost (connection dropped, read timeout,
 5xx, a reply that is not ComfyUI's), the prompt is looked up by that id in `/queue` and
@@ -48,11 +49,11 @@ from .downloads import DEFAULT_MAX_BYTES, download_to
 from .errors import (AuthError, CapacityError, InsufficientFundsError, ProtocolError, RunningHubError,
                      SubmissionUncertainError, TransportError, ValidationFailedError)
 from .redact import guard_loggers, remember_secret, scrub, scrub_tree
-from .retry import Attempts, RetryPolicy, parse_retry_after
+from .retry import RetryPolicy, parse_retry_after
 from .sites import Site
 from .stop import pause, shielded
 from .task_socket import TaskSocket
-from .transport import Timeouts, _was_sent, new_session
+from .transport import Retryable, Timeouts, new_session, request_with_retries
 
 log = logging.getLogger("runninghub_bridge.client")
 
@@ -128,14 +129,6 @@ class _Lost(Exception):
         self.description = description
 
 
-class _Retry(Exception):
-    """Internal: a failure worth another attempt."""
-
-    def __init__(self, description: str, *, sent: bool, retry_after: float | None = None, protocol: bool = False):
-        super().__init__(description)
-        self.description, self.sent, self.retry_after, self.protocol = description, sent, retry_after, protocol
-
-
 def _reason(exc: requests.RequestException) -> str:
     """What went wrong, without the exception's text (it holds the URL)."""
     if isinstance(exc, requests.exceptions.ConnectTimeout):
@@ -201,35 +194,16 @@ class NativeClient:
     def _send(self, method: str, path: str, *, operation: str, repeatable: bool, params: dict | None = None,
               json_body: Any = None, files: dict | None = None, form: dict | None = None,
               read_timeout: float | None = None, want_json: bool = True) -> Any:
-        """The decoded (and scrubbed) JSON reply, or None for an empty one. Raises the
-        errors above; _Lost for a non-repeatable call that was sent without a usable reply."""
+        """The decoded (and scrubbed) JSON reply, or None for an empty one, through the one
+        request loop (transport.request_with_retries). Raises the errors above; _Lost for a
+        non-repeatable call that was sent without a usable reply."""
         what = self._what(operation)
-        attempts = Attempts(self.retry, deadline=self.timeouts.deadline, what=what, sleep=self._sleep)
-        while True:
-            attempts.begin()
-            try:
-                for part in (files or {}).values():
-                    if isinstance(part, tuple) and len(part) > 1 and hasattr(part[1], "seek"):
-                        part[1].seek(0)
-                resp = self.session.request(method, self._url(path), params=params, json=json_body, files=files,
-                                            data=form, allow_redirects=False,
-                                            timeout=(self.timeouts.connect, read_timeout or self.timeouts.read))
-                try:
-                    return self._reply(resp, what, want_json=want_json, repeatable=repeatable)
-                finally:
-                    resp.close()
-            except _Retry as exc:
-                failure = exc
-            except requests.RequestException as exc:
-                failure = _Retry(f"{what}: {_reason(exc)}", sent=_was_sent(exc))
-            if failure.sent and not repeatable:
-                raise _Lost(failure.description)
-            log.info("%s (attempt %d of %d)", failure.description, attempts.count, self.retry.attempts)
-            if attempts.backoff(failure.retry_after) is None:
-                cls = ProtocolError if failure.protocol else TransportError
-                raise cls(f"{failure.description} (gave up after {attempts.count} attempt(s) in "
-                          f"{attempts.elapsed:.1f} s). Check your connection to {self.site.host}, or try again "
-                          "later.", site=self.site.name) from None
+        return request_with_retries(
+            self.session, method, self._url(path),
+            parse=lambda resp: self._reply(resp, what, want_json=want_json, repeatable=repeatable),
+            describe=lambda exc: f"{what}: {_reason(exc)}", lost=_Lost, repeatable=repeatable, retry=self.retry,
+            timeouts=self.timeouts, site=self.site, what=what, sleep=self._sleep, read_timeout=read_timeout,
+            params=params, json=json_body, files=files, data=form)
 
     def _reply(self, resp: requests.Response, what: str, *, want_json: bool, repeatable: bool) -> Any:
         status = resp.status_code
@@ -242,10 +216,10 @@ class NativeClient:
                 doc = None
                 if status == 200 and want_json:
                     kind = "an HTML page" if body.lstrip()[:1] == b"<" else "malformed JSON"
-                    raise _Retry(f"{what} answered with {kind} instead of ComfyUI's JSON", sent=True, protocol=True)
+                    raise Retryable(f"{what} answered with {kind} instead of ComfyUI's JSON", sent=True, protocol=True)
         if status == 200:
             if want_json and doc is None:
-                raise _Retry(f"{what} answered with an empty reply", sent=True, protocol=True)
+                raise Retryable(f"{what} answered with an empty reply", sent=True, protocol=True)
             return doc
         said = _server_text(doc)
         said = f": {said}" if said else ""
@@ -260,13 +234,13 @@ class NativeClient:
         retry_after = parse_retry_after(resp.headers.get("Retry-After"))
         if status == 429:
             if repeatable:
-                raise _Retry(f"{what} answered HTTP 429", sent=True, retry_after=retry_after)
+                raise Retryable(f"{what} answered HTTP 429", sent=True, retry_after=retry_after)
             raise CapacityError(f"{what}: the account's limit of prompts at once is reached (HTTP 429{said}); "
                                 "nothing was queued.", code=429, site=self.site.name)
         if status == 400:
             raise self._rejected(doc, what)
         if status >= 500:
-            raise _Retry(f"{what} answered HTTP {status}", sent=True, retry_after=retry_after)
+            raise Retryable(f"{what} answered HTTP {status}", sent=True, retry_after=retry_after)
         if 300 <= status < 400:
             raise ProtocolError(f"{what} answered with a redirect (HTTP {status}), which the pack does not follow "
                                 "for this endpoint. Check the site's address.", site=self.site.name)

@@ -8,6 +8,9 @@ which also stops waiting when the run is stopped (client/stop.py). Non-repeatabl
 only when the request provably never left this machine (connection refused, connect
 timeout); any failure after sending raises SubmissionUncertainError, because RunningHub has
 no idempotency key and a blind resubmit could bill twice.
+
+`request_with_retries` is that one request loop; the v1 API (`Transport.call`) and the
+native ComfyUI endpoint (client/native.py) each pass it their own reply parser.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 import requests
 import urllib3
@@ -66,8 +69,12 @@ class Envelope:
         return self.code == 0
 
 
-class _Retryable(Exception):
-    """Internal: a failure worth another attempt (if the call is repeatable)."""
+T = TypeVar("T")
+
+
+class Retryable(Exception):
+    """A failure worth another attempt (if the call is repeatable): raised by a reply parser
+    of `request_with_retries`."""
 
     def __init__(self, description: str, *, sent: bool, retry_after: float | None = None, protocol: bool = False):
         super().__init__(description)
@@ -91,31 +98,31 @@ def _was_sent(exc: requests.RequestException) -> bool:
 
 
 def parse_envelope(resp: requests.Response, *, what: str) -> Envelope:
-    """The envelope, or _Retryable for server trouble, or ProtocolError for a non-protocol body.
+    """The envelope, or Retryable for server trouble, or ProtocolError for a non-protocol body.
 
     Every string of the reply is scrubbed of known keys here, before any caller can put it
     in an exception, a log line, a status message or ComfyUI's history."""
     status = resp.status_code
     if status == 429 or status >= 500:
-        raise _Retryable(f"HTTP {status} from {what}", sent=True,
+        raise Retryable(f"HTTP {status} from {what}", sent=True,
                          retry_after=parse_retry_after(resp.headers.get("Retry-After")))
     body = resp.content or b""
     try:
         doc = scrub_tree(json.loads(body))  # the one door for network text: an echoed key stops here
     except ValueError:
         kind = "an HTML page" if body.lstrip()[:1] == b"<" else "malformed JSON"
-        raise _Retryable(f"{what} answered HTTP {status} with {kind} instead of RunningHub's JSON", sent=True,
+        raise Retryable(f"{what} answered HTTP {status} with {kind} instead of RunningHub's JSON", sent=True,
                          protocol=True) from None
     if not isinstance(doc, dict) or "code" not in doc:
-        raise _Retryable(f"{what} answered HTTP {status} with JSON that is not RunningHub's envelope", sent=True,
+        raise Retryable(f"{what} answered HTTP {status} with JSON that is not RunningHub's envelope", sent=True,
                          protocol=True)
     try:
         code = int(doc.get("code"))
     except (TypeError, ValueError):
-        raise _Retryable(f"{what} answered with a non-numeric code {doc.get('code')!r}", sent=True,
+        raise Retryable(f"{what} answered with a non-numeric code {doc.get('code')!r}", sent=True,
                          protocol=True) from None
     if status >= 400 and code == 0:
-        raise _Retryable(f"{what} answered HTTP {status}", sent=True)
+        raise Retryable(f"{what} answered HTTP {status}", sent=True)
     msg = doc.get("msg")
     if msg is None:
         msg = doc.get("message", "")
@@ -147,36 +154,57 @@ class Transport:
             headers["Authorization"] = f"Bearer {key.secret}"
         secrets = (key.secret,) if key is not None else ()
         what = f"RunningHub {operation} ({self.site.host})"
-        attempts = Attempts(self.retry, deadline=self.timeouts.deadline, what=f"RunningHub {operation}",
-                            sleep=self._sleep)
-        while True:
-            attempts.begin()  # a stopped run sends nothing more (a create not sent bills nothing)
-            try:
-                if files is not None:
-                    for part in files.values():
-                        stream = part[1] if isinstance(part, tuple) and len(part) > 1 else None
-                        if hasattr(stream, "seek"):
-                            stream.seek(0)
-                resp = self.session.post(self.url(path), json=json_body, data=form, files=files, headers=headers,
-                                         timeout=(self.timeouts.connect, read_timeout or self.timeouts.read),
-                                         allow_redirects=False)
-                try:
-                    return parse_envelope(resp, what=what)
-                finally:
-                    resp.close()
-            except _Retryable as exc:
-                failure = exc
-            except requests.RequestException as exc:
-                failure = _Retryable(f"{what}: {type(exc).__name__}: {scrub(str(exc), secrets)}", sent=_was_sent(exc))
 
-            if failure.sent and not repeatable:
-                raise SubmissionUncertainError.after(f"{failure.description}. The request was sent but no reply "
-                                                     "arrived", host=self.site.host, site=self.site.name)
-            log.info("%s: %s (attempt %d of %d)", operation, failure.description, attempts.count,
-                     self.retry.attempts)
-            if attempts.backoff(failure.retry_after) is None:
-                log.warning("%s: giving up after %d attempt(s): %s", operation, attempts.count, failure.description)
-                cls = ProtocolError if failure.protocol else TransportError
-                raise cls(f"{failure.description} (gave up after {attempts.count} attempt(s) in "
-                          f"{attempts.elapsed:.1f} s). Check your connection to {self.site.host}, or try again "
-                          "later.", site=self.site.name)
+        def lost(description: str) -> Exception:
+            return SubmissionUncertainError.after(f"{description}. The request was sent but no reply arrived",
+                                                  host=self.site.host, site=self.site.name)
+
+        return request_with_retries(
+            self.session, "POST", self.url(path), parse=lambda resp: parse_envelope(resp, what=what),
+            describe=lambda exc: f"{what}: {type(exc).__name__}: {scrub(str(exc), secrets)}", lost=lost,
+            repeatable=repeatable, retry=self.retry, timeouts=self.timeouts, site=self.site, sleep=self._sleep,
+            what=f"RunningHub {operation}", read_timeout=read_timeout, json=json_body, data=form, files=files,
+            headers=headers)
+
+
+def request_with_retries(session: requests.Session, method: str, url: str, *,
+                         parse: Callable[[requests.Response], T], describe: Callable[[requests.RequestException], str],
+                         lost: Callable[[str], Exception], repeatable: bool, retry: RetryPolicy, timeouts: Timeouts,
+                         site: Site, what: str, sleep: Callable[[float], None] = time.sleep,
+                         read_timeout: float | None = None, files: dict | None = None, **request: Any) -> T:
+    """Send until `parse(reply)` answers: the one request loop of the pack's API clients.
+
+    `parse` raises Retryable for a failure worth another attempt (or any other error, which
+    ends the call); `describe(exc)` says what a requests exception was, without secrets.
+    A failure after the request was sent is retried only when `repeatable`; otherwise
+    `lost(description)` is raised (never sent twice). Retries go through retry.Attempts
+    (backoff, Retry-After, the deadline `timeouts.deadline`, the run's stop: a stopped run
+    sends nothing more); the last failure is a TransportError (ProtocolError when the
+    server answered outside the protocol). Upload streams in `files` are rewound before each
+    attempt."""
+    attempts = Attempts(retry, deadline=timeouts.deadline, what=what, sleep=sleep)
+    while True:
+        attempts.begin()
+        try:
+            for part in (files or {}).values():
+                if isinstance(part, tuple) and len(part) > 1 and hasattr(part[1], "seek"):
+                    part[1].seek(0)
+            resp = session.request(method, url, files=files, allow_redirects=False,
+                                   timeout=(timeouts.connect, read_timeout or timeouts.read), **request)
+            try:
+                return parse(resp)
+            finally:
+                resp.close()
+        except Retryable as exc:
+            failure = exc
+        except requests.RequestException as exc:
+            failure = Retryable(describe(exc), sent=_was_sent(exc))
+        if failure.sent and not repeatable:
+            raise lost(failure.description)
+        log.info("%s (attempt %d of %d)", failure.description, attempts.count, retry.attempts)
+        if attempts.backoff(failure.retry_after) is None:
+            log.warning("%s: giving up after %d attempt(s)", failure.description, attempts.count)
+            cls = ProtocolError if failure.protocol else TransportError
+            raise cls(f"{failure.description} (gave up after {attempts.count} attempt(s) in "
+                      f"{attempts.elapsed:.1f} s). Check your connection to {site.host}, or try again later.",
+                      site=site.name) from None
