@@ -63,19 +63,25 @@ def subgraph(image_name: str, prefix: str) -> dict:
     }
 
 
+def upload_and_submit(session: requests.Session, base: str, pixels: np.ndarray, tag: str) -> tuple[str, float]:
+    """PNG encode and upload, then `POST /prompt` of the subgraph as client `tag`: (its
+    prompt id, the time the upload ended)."""
+    up = session.post(base + "/upload/image", files={"image": (f"offload-{tag}.png", png(pixels), "image/png")},
+                      data={"overwrite": "true"}, timeout=60)
+    up.raise_for_status()
+    uploaded = time.perf_counter()
+    reply = session.post(base + "/prompt", json={"prompt": subgraph(up.json()["name"], f"offload-{tag}"),
+                                                 "client_id": tag}, timeout=60)
+    reply.raise_for_status()
+    return reply.json()["prompt_id"], uploaded
+
+
 def http_once(session: requests.Session, base: str, pixels: np.ndarray) -> dict:
     """Upload, prompt, history polled until done, download: against `base`, which is either
     the second ComfyUI itself (floor) or the simulator's `/proxy/{key}` in front of it."""
     tag = secrets.token_hex(5)
     t0 = time.perf_counter()
-    up = session.post(base + "/upload/image", files={"image": (f"offload-{tag}.png", png(pixels), "image/png")},
-                      data={"overwrite": "true"}, timeout=60)
-    up.raise_for_status()
-    t1 = time.perf_counter()
-    reply = session.post(base + "/prompt", json={"prompt": subgraph(up.json()["name"], f"offload-{tag}"),
-                                                 "client_id": tag}, timeout=60)
-    reply.raise_for_status()
-    prompt_id = reply.json()["prompt_id"]
+    prompt_id, t1 = upload_and_submit(session, base, pixels, tag)
     while True:
         entry = session.get(f"{base}/history/{prompt_id}", timeout=60).json().get(prompt_id)
         if entry and entry["status"].get("completed") is not None:
@@ -108,14 +114,7 @@ def ws_once(session: requests.Session, base: str, pixels: np.ndarray) -> dict:
     ws = websocket.create_connection(base.replace("http", "ws", 1) + f"/ws?clientId={tag}", timeout=60,
                                      sockopt=((6, 1, 1),))  # TCP_NODELAY
     try:
-        up = session.post(base + "/upload/image", files={"image": (f"offload-{tag}.png", png(pixels), "image/png")},
-                          data={"overwrite": "true"}, timeout=60)
-        up.raise_for_status()
-        t1 = time.perf_counter()
-        reply = session.post(base + "/prompt", json={"prompt": subgraph(up.json()["name"], f"offload-{tag}"),
-                                                     "client_id": tag}, timeout=60)
-        reply.raise_for_status()
-        prompt_id = reply.json()["prompt_id"]
+        prompt_id, t1 = upload_and_submit(session, base, pixels, tag)
         while True:
             frame = ws.recv()
             msg = json.loads(frame) if isinstance(frame, str) else {}
