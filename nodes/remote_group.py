@@ -101,8 +101,7 @@ def _run(spec: GroupSpec, ins: dict, acct, sweep, index: int, should_stop, promp
 
     native = _native_client(acct)
     object_info = native.object_info()  # cached: one request per site and key every few minutes
-    prefetch = None
-    early = None
+    prefetch = early = uploads = None
     try:
         if group_run.precheck(spec, ins, object_info, host=acct.site.host):
             # the prompt's socket connects while the inputs encode (the encoder leaves the GIL)
@@ -119,18 +118,22 @@ def _run(spec: GroupSpec, ins: dict, acct, sweep, index: int, should_stop, promp
                                    site=acct.site.base_url)
         journal = _journal(acct, prompt_id, node_id, index)
         parts = group_run.fingerprint_parts(acct.site.base_url, acct.profile, prepared)
-        if early is not None and _ran_before(native, journal, parts):
-            early.close()  # that earlier prompt is re-attached to or reused: its own socket, if any
-            early = None
+        if _ran_before(native, journal, parts):  # re-attached to or reused: files go up only if a new prompt is due
+            if early is not None:
+                early.close()  # that earlier prompt has its own socket, if any
+                early = None
+        else:  # the files go up while run_prompt records the run
+            uploads = group_run.start_uploads(native.upload_image, prepared)
         with early or nullcontext() as early:
-            names = group_run.upload_all(native.upload_image, prepared)
-            remote = prepared.with_names(names)
-            result = _run_prompt(native, remote.prompt, journal=journal, parts=parts, should_stop=should_stop,
-                                 on_status=functools.partial(_show_progress, sweep, index), early=early,
-                                 needed_outputs=remote.output_nodes.values())
-        values = group_run.collect_outputs(spec, remote.output_nodes, result.outputs, result.native.download,
-                                           prefetch if result.native is native else None)
+            result = _run_prompt(native, prepared.planned.prompt, journal=journal, parts=parts,
+                                 should_stop=should_stop, on_status=functools.partial(_show_progress, sweep, index),
+                                 early=early, needed_outputs=prepared.planned.output_nodes.values(),
+                                 ready=functools.partial(_uploaded_prompt, native, prepared, uploads))
+        values = group_run.collect_outputs(spec, prepared.planned.output_nodes, result.outputs,
+                                           result.native.download, prefetch if result.native is native else None)
     finally:
+        if uploads is not None:
+            _settle_uploads(uploads)
         if early is not None:
             early.close()
         if prefetch is not None:
@@ -140,6 +143,25 @@ def _run(spec: GroupSpec, ins: dict, acct, sweep, index: int, should_stop, promp
                                 f"{result.prompt_id[:8]}{reused}", task_id=result.prompt_id, outputs=len(values))
     sweep.show(index, done)
     return done, values
+
+
+def _uploaded_prompt(native, prepared, uploads) -> dict:
+    """The remote prompt to send, its files named as the remote answered their uploads (the
+    ones started early, else uploaded now)."""
+    from ..remote import group_run
+
+    names = uploads.result() if uploads is not None else group_run.upload_all(native.upload_image, prepared)
+    return prepared.with_names(names).prompt
+
+
+def _settle_uploads(uploads) -> None:
+    """Early uploads the run did not wait for (it re-attached, or failed first): let them end,
+    whatever they came to (the run's own error, if any, is the one to report)."""
+    uploads.cancel()
+    try:
+        uploads.result()
+    except Exception as exc:  # noqa: BLE001 - not this run's outcome
+        log.debug("early uploads of a group run ended with %s", type(exc).__name__)
 
 
 def _show_progress(sweep, index: int, status: RunStatus) -> None:
@@ -181,8 +203,8 @@ def _ran_before(native, journal, parts: dict) -> bool:
 
 
 def _run_prompt(native, prompt: dict, *, journal, parts: dict, should_stop, on_status, early=None,
-                needed_outputs=None):
+                needed_outputs=None, ready=None):
     from ..remote.native_run import run_prompt
 
     return run_prompt(native, prompt, fingerprint_parts=parts, should_stop=should_stop, on_status=on_status,
-                      journal=journal, early=early, needed_outputs=needed_outputs)
+                      journal=journal, early=early, needed_outputs=needed_outputs, ready=ready)

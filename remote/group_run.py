@@ -8,9 +8,10 @@ Group): inputs → remote prompt → check → upload → submit and wait → ou
 2. `group_prompt.remote_prompt` adds the load and output nodes; `remote_check` compares it with
    the remote `/object_info` (cached by the native client): anything missing is one error,
    before anything is uploaded or billed.
-3. Files go up through the remote `/upload/image`; the prompt goes through
-   `native_run.run_prompt` (ledger, progress, cancel, re-attach), fingerprinted by site,
-   account and the remote prompt with the files' content-hash names.
+3. Files go up through the remote `/upload/image` (`start_uploads`: while run_prompt
+   records the run); the prompt goes through `native_run.run_prompt` (ledger, progress,
+   cancel, re-attach), fingerprinted by site, account and the remote prompt with the files'
+   content-hash names, and sent once its files are up.
 4. `collect_outputs`: each group output is read from the history of its output node:
    Save Image files downloaded and decoded (media/), a mask from their red channel, text
    from Preview as Text. `Prefetch` starts those downloads early, when the remote's socket
@@ -178,6 +179,15 @@ def upload_all(upload: Callable[[bytes, str], str], prepared: PreparedGroup, *, 
         futures = {name: pool.submit(contextvars.copy_context().run, upload, data, name)
                    for name, data in files.items()}
         return {name: future.result() for name, future in futures.items()}
+
+
+_UPLOADER = ThreadPoolExecutor(max_workers=4, thread_name_prefix="rh-group-upload")
+
+
+def start_uploads(upload: Callable[[bytes, str], str], prepared: PreparedGroup) -> Future:
+    """`upload_all` in the background (in a copy of the caller's context: the run's stop
+    reaches it), so the run can be recorded while the files go up; its result is the names."""
+    return _UPLOADER.submit(contextvars.copy_context().run, upload_all, upload, prepared)
 
 
 def fingerprint_parts(site: str, account: str, prepared: PreparedGroup) -> dict[str, Any]:

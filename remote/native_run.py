@@ -68,7 +68,8 @@ def run_prompt(native: NativeClient | KeyPool, prompt: Mapping[str, Any], *,
                on_warning: Callable[[str], None] | None = None,
                policy: PollPolicy | None = None, capacity_budget: float = 600.0,
                socket_wait: float = SOCKET_WAIT, early: EarlySocket | None = None,
-               needed_outputs: Iterable[str] | None = None) -> NativePromptResult:
+               needed_outputs: Iterable[str] | None = None,
+               ready: Callable[[], Mapping[str, Any]] | None = None) -> NativePromptResult:
     """Run `prompt` (API format) on the native endpoint of `native` (a client, or a key pool
     whose keys' clients `shared_native` turns into native clients) and wait for its end.
 
@@ -84,12 +85,16 @@ def run_prompt(native: NativeClient | KeyPool, prompt: Mapping[str, Any], *,
     With a `journal` the prompt is kept in the task ledger and re-attached by fingerprint.
     `early`: a prompt id and /ws opened before (EarlySocket); closed here when not used.
     `needed_outputs`: the remote node ids whose outputs the caller reads; given, a success
-    the socket heard whole (those outputs included) is not read again from /history."""
+    the socket heard whole (those outputs included) is not read again from /history.
+    `ready()`: the prompt to send, asked for once the ledger entry is written, right before
+    `POST /prompt` (e.g. `prompt` with the names its files got from uploads that ran while
+    the run was being recorded); `prompt` then names the nodes and makes the fingerprint. An
+    error from it ends the run with nothing sent (the entry is dropped)."""
     try:
         return _run_prompt(native, prompt, fingerprint_parts=fingerprint_parts, journal=journal,
                            should_stop=should_stop, on_status=on_status, on_submitted=on_submitted, on_wait=on_wait,
                            on_warning=on_warning, policy=policy, capacity_budget=capacity_budget,
-                           socket_wait=socket_wait, early=early,
+                           socket_wait=socket_wait, early=early, ready=ready,
                            needed=frozenset(map(str, needed_outputs)) if needed_outputs is not None else None)
     finally:
         if early is not None:
@@ -101,7 +106,8 @@ def _run_prompt(native: NativeClient | KeyPool, prompt: Mapping[str, Any], *,
                 should_stop: Callable[[], bool] | None, on_status: Callable[[RunStatus], None] | None,
                 on_submitted: Callable[[str], None] | None, on_wait: Callable[[str], None] | None,
                 on_warning: Callable[[str], None] | None, policy: PollPolicy | None, capacity_budget: float,
-                socket_wait: float, early: EarlySocket | None, needed: frozenset[str] | None) -> NativePromptResult:
+                socket_wait: float, early: EarlySocket | None, needed: frozenset[str] | None,
+                ready: Callable[[], Mapping[str, Any]] | None) -> NativePromptResult:
     if not isinstance(prompt, Mapping) or not prompt:
         raise RunningHubError("The remote prompt is empty: there is nothing to run on RunningHub.")
     prompt = dict(prompt)
@@ -133,7 +139,7 @@ def _run_prompt(native: NativeClient | KeyPool, prompt: Mapping[str, Any], *,
                 if earlier is None:
                     prompt_id = early.prompt_id if early is not None else new_prompt_id()
                     tell("SUBMITTING", f"RunningHub prompt {prompt_id[:8]}: sending", prompt_id)
-                    create = _submitter(prompt, prompt_id, record, socket_wait, early)
+                    create = _submitter(prompt, prompt_id, record, socket_wait, early, ready)
                     lease, started = pool.submit(create, should_stop=should_stop, budget_seconds=capacity_budget,
                                                  on_wait=on_wait, on_warning=on_warning)
                     break
@@ -149,9 +155,10 @@ def _run_prompt(native: NativeClient | KeyPool, prompt: Mapping[str, Any], *,
 
 
 def _submitter(prompt: dict, prompt_id: str, record: NativeRecord, socket_wait: float,
-               early: EarlySocket | None = None) -> Callable[[Any], _Started]:
+               early: EarlySocket | None = None,
+               ready: Callable[[], Mapping[str, Any]] | None = None) -> Callable[[Any], _Started]:
     """`create(client)` for pool.submit: the /ws first (the early one when it is this
-    client's), the ledger entry, then POST /prompt."""
+    client's), the ledger entry, the prompt to send (`ready`), then POST /prompt."""
     client_id = client_id_for(prompt_id)
 
     def create(client: Any) -> _Started:
@@ -165,7 +172,13 @@ def _submitter(prompt: dict, prompt_id: str, record: NativeRecord, socket_wait: 
                      socket_wait)
         record.begin(native.key.hint, prompt_id)
         try:
-            submitted = native.submit(prompt, prompt_id, client_id)
+            to_send = prompt if ready is None else dict(ready())
+        except BaseException:
+            record.forget()  # nothing was sent
+            close_socket(socket)
+            raise
+        try:
+            submitted = native.submit(to_send, prompt_id, client_id)
         except (SubmissionUncertainError, ProtocolError) as exc:
             record.uncertain(str(exc))
             close_socket(socket)

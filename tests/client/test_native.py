@@ -162,6 +162,31 @@ def test_a_success_heard_whole_on_the_socket_is_not_read_again_from_history(nati
     assert result.files("3") and relay.count("GET", f"/history/{result.prompt_id}") == 1
 
 
+def test_the_prompt_sent_is_the_one_ready_gives_once_the_run_is_recorded(native, relay, remote_comfy, tmp_path):
+    """`ready()` (e.g. the uploads' names) is asked for after the ledger entry is written and
+    before POST /prompt: what it gives is sent; its error sends nothing and drops the entry."""
+    journal = journal_in(tmp_path)
+    planned, final = steps_prompt(1, 0.05), steps_prompt(1, 0.05)
+    seen = []
+
+    def ready():
+        seen.append([e.status for e in journal.ledger.entries()])
+        return final
+
+    result = native_run.run_prompt(native, planned, policy=FAST, journal=journal, ready=ready)
+    assert seen == [["SUBMITTING"]] and relay.count("POST", "/prompt") == 1
+    assert remote_comfy.history(result.prompt_id)["prompt"][2]["1"]["inputs"]["color"] == final["1"]["inputs"]["color"]
+    relay.reset()
+    other = journal_in(tmp_path / "other")
+
+    def fails():
+        raise errors.TransportError("the upload of in_0 failed")
+
+    with pytest.raises(errors.TransportError, match="upload of in_0"):
+        native_run.run_prompt(native, steps_prompt(1, 0.05), policy=FAST, journal=other, ready=fails)
+    assert relay.count("POST", "/prompt") == 0 and other.ledger.entries() == []
+
+
 def test_a_remote_failure_names_the_node_and_its_exception(native, tmp_path):
     journal = journal_in(tmp_path)
     with pytest.raises(errors.TaskFailedError) as caught:

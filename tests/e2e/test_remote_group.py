@@ -135,9 +135,10 @@ def test_a_group_gives_exactly_the_pixels_of_the_local_run(host, sim):
     no_key_in(sim, json.dumps(remote.history), json.dumps([e.data for e in remote.events if isinstance(e.data, dict)]),
               host.log_text())
 
-    # queued again with the same inputs: reused, nothing sent again
+    # queued again with the same inputs: reused, nothing sent again (no upload either)
     again = host.run(prompt, timeout=120)
     assert again.status == "success" and len(sim.native_prompts()) == 1
+    assert sim.count("native/upload") == 1
 
 
 def test_masks_text_numbers_and_booleans_cross_the_border(host, sim):
