@@ -4,7 +4,8 @@ The socket at a task's `netWssUrl` speaks ComfyUI's websocket protocol for the t
 prompt (`status`, `execution_start`, `execution_cached`, `executing`, `progress`,
 `progress_state`, `executed`, `execution_success` / `_error` / `_interrupted`).
 `follow(progress, message)` folds one decoded message into a `RemoteProgress`; nothing here
-does I/O. Every field comes from the network: ids and texts are capped, numbers checked.
+does I/O. Every field comes from the network: ids and texts are capped and scrubbed,
+numbers checked.
 
 `ended` is only a hint that the task is over (the outputs reply stays the truth): the
 wait polls outputs at once when it turns true. `settled` is ComfyUI's own last word on a
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from typing import Any, Mapping
+
+from .redact import scrub
 
 MAX_ID = 64  # characters kept of a node id from the socket
 MAX_NAME = 80  # characters kept of a node's class name
@@ -123,10 +126,12 @@ def _done(progress: RemoteProgress, node_ids: list) -> RemoteProgress:
 
 
 def _node_id(value: Any) -> str | None:
+    """A node or prompt id from the network: capped, and scrubbed (it is shown in status
+    lines: a remote echoing a key there has it hidden)."""
     if value is None or isinstance(value, (bool, dict, list)):
         return None
-    text = str(value).strip()
-    return text[:MAX_ID] or None
+    text = scrub(str(value).strip()[:MAX_ID])
+    return text or None
 
 
 def _count(value: Any) -> int | None:

@@ -31,7 +31,7 @@ from dataclasses import replace
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
-from .redact import scrub
+from .redact import scrub, scrub_tree
 from .remote_progress import RemoteProgress, follow, start
 from .sites import Site
 from .stop import stop_requested
@@ -283,7 +283,7 @@ class TaskSocket:
         node = data.get("node")
         if isinstance(node, (str, int)) and not isinstance(node, bool) and str(node) \
                 and (str(node) in self._outputs or len(self._outputs) < MAX_OUTPUT_NODES):
-            self._outputs[str(node)] = data["output"]
+            self._outputs[str(node)] = scrub_tree(data["output"])  # network text: an echoed key stops here
 
     def _set_connected(self, connected: bool) -> None:
         with self._lock:

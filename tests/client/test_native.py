@@ -5,6 +5,7 @@ nodes (support/native_test_nodes.py) for steps and failures."""
 from __future__ import annotations
 
 import io
+import json
 import logging
 import threading
 import time
@@ -160,6 +161,23 @@ def test_a_success_heard_whole_on_the_socket_is_not_read_again_from_history(nati
     relay.ws_hide = lambda msg: msg.get("type") == "executed"
     result = native_run.run_prompt(native, steps_prompt(2, 0.2), policy=FAST, needed_outputs=["3"])
     assert result.files("3") and relay.count("GET", f"/history/{result.prompt_id}") == 1
+
+
+def test_a_key_echoed_in_a_heard_output_is_scrubbed(native, relay, keys, tmp_path):
+    """The socket's `executed` outputs are network text, as the history is: a remote echoing
+    the key in an output (which becomes a node's value and the ledger's record) has it
+    scrubbed there too."""
+    def echo_key(msg):
+        if msg.get("type") == "executed":
+            msg["data"]["output"]["text"] = [f"the key was {keys[0]}"]
+        return msg
+
+    relay.ws_rewrite = echo_key
+    journal = journal_in(tmp_path)
+    result = native_run.run_prompt(native, steps_prompt(1, 0.05), policy=FAST, needed_outputs=["3"], journal=journal)
+    assert relay.count("GET", f"/history/{result.prompt_id}") == 0  # the outcome was heard on the socket
+    assert result.outputs["3"]["text"][0].startswith("the key was ") and result.files("3")
+    assert keys[0] not in json.dumps(result.outputs) and keys[0] not in json.dumps(journal.ledger.entries()[0].outputs)
 
 
 def test_the_prompt_sent_is_the_one_ready_gives_once_the_run_is_recorded(native, relay, remote_comfy, tmp_path):

@@ -173,6 +173,10 @@ def test_hostile_messages_are_ignored_or_capped():
     assert other.ended is None and other.node_id == "3"  # the prompt is the first one named
     p = remote_progress.follow(p, {"type": "executing", "data": {"node": None}}, workflow)
     assert p.ended == "done" and p.nodes_done == 2 and p.node_id is None
+    key_like = "0123456789abcdef" * 2  # a remote that names a node with a key: it is not shown
+    p = remote_progress.follow(remote_progress.start(workflow),
+                               {"type": "executing", "data": {"node": key_like, "prompt_id": "p2"}}, workflow)
+    assert p.node_id and key_like not in p.node_id and key_like not in p.describe()
 
 
 def test_the_end_settles_at_executing_null_after_execution_success():

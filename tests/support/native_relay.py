@@ -11,7 +11,8 @@ ways). An unknown key gets 401 `{"error": {"type": "invalid_api_key", ...}}`. Fa
 for the next matching request: `drop` (forwarded, then the connection is closed without a
 reply), `500_after` (forwarded, then HTTP 500), `500` (not forwarded, HTTP 500), `429`,
 `402` (not forwarded, the contract's error shapes). `ws_drop_after = N` closes every
-client socket after N messages (a socket that keeps dropping).
+client socket after N messages (a socket that keeps dropping); `ws_hide` and `ws_rewrite`
+drop or change the text messages a test picks.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class NativeRelay:
         self.port: int | None = None
         self.ws_drop_after: int | None = None  # close every client socket after this many messages
         self.ws_hide = None  # a test's predicate: text messages (decoded) it returns true for are not relayed
+        self.ws_rewrite = None  # a test's function: each text message (decoded) is relayed as it returns it
 
     @property
     def base_url(self) -> str:
@@ -67,6 +69,7 @@ class NativeRelay:
             self.faults.clear()
             self.ws_drop_after = None
             self.ws_hide = None
+            self.ws_rewrite = None
 
     def _take_fault(self, method: str, path: str) -> str | None:
         with self._lock:
@@ -152,6 +155,9 @@ class NativeRelay:
                         sent += 1
                         if msg.type == aiohttp.WSMsgType.TEXT:
                             if self.ws_hide is not None and self.ws_hide(json.loads(msg.data)):
+                                continue
+                            if self.ws_rewrite is not None:
+                                await ours.send_str(json.dumps(self.ws_rewrite(json.loads(msg.data))))
                                 continue
                             await ours.send_str(msg.data)
                         elif msg.type == aiohttp.WSMsgType.BINARY:
