@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextvars
 import itertools
 import threading
+import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
@@ -45,7 +46,7 @@ class _Watchdog:
 
     def _run(self) -> None:
         while True:
-            threading.Event().wait(TICK)
+            time.sleep(TICK)
             with self._lock:
                 reads = list(self._reads.items())
             for read_id, (context, resp, should_cut) in reads:

@@ -59,6 +59,7 @@ class Follow:
         self.ended_at = 0.0
         self.settled_seen = False  # ... and that its history is written (`executing` null)
         self.grace_over = False
+        self.heard: dict | None = None  # the outcome as the socket heard it (heard_outcome), once judged whole
 
     # -- what the node shows --------------------------------------------------------------
 
@@ -130,7 +131,8 @@ class Follow:
         remote = self.remote()
         if remote is None or remote.ended is None:
             return False
-        if not self.ended_seen and self.heard_outcome() is not None:
+        if not self.ended_seen and (heard := self.heard_outcome()) is not None:
+            self.heard = heard
             self.ended_seen = self.settled_seen = True
             self.ended_at = self.clock()
             return True
@@ -184,9 +186,8 @@ class Follow:
     def lookup(self) -> Lookup:
         """Where the prompt is. Once the socket said it ended, its history is asked first:
         one request instead of /queue + /history (the queue only when it is not there yet)."""
-        heard = self.heard_outcome() if self.ended_seen else None
-        if heard is not None:
-            return Lookup(Place.DONE, heard)
+        if self.heard is not None:
+            return Lookup(Place.DONE, self.heard)
         if self.ended_seen:
             entry = self.native.history(self.prompt_id)
             if entry is not None:

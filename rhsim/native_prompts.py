@@ -83,14 +83,16 @@ class NativePrompts:
     def client_of(self, task: Task) -> str:
         return task.ctx.state.get("client_id", "")
 
+    def open_tasks(self, key: str) -> list[Task]:
+        """The key's prompts queued or running (not ended at the simulator)."""
+        return [t for t in self.tasks.all() if t.kind == "native" and t.key == key and t.status == RUNNING]
+
     def open_ids(self, key: str) -> list[str]:
-        return [t.ctx.prompt_id for t in self.tasks.all()
-                if t.kind == "native" and t.key == key and t.status == RUNNING]
+        return [t.ctx.prompt_id for t in self.open_tasks(key)]
 
     def unended_count(self, key: str) -> int:
-        """The key's prompts queued or running whose end no socket message has told yet."""
-        return sum(1 for t in self.tasks.all() if t.kind == "native" and t.key == key and t.status == RUNNING
-                   and not t.ctx.state.get("end_seen"))
+        """The key's open prompts whose end no socket message has told yet."""
+        return sum(1 for t in self.open_tasks(key) if not t.ctx.state.get("end_seen"))
 
     # ------------------------------------------------------------------ files
     def add_files(self, key: str, refs) -> None:
