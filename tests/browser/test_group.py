@@ -19,6 +19,7 @@ import pytest
 import requests
 from PIL import Image
 
+from support.comfy_host import selected_front_end
 from support.simulator import Simulator
 
 pytestmark = pytest.mark.browser
@@ -185,6 +186,55 @@ def test_the_group_menu_marks_a_group_and_the_saved_workflow_keeps_it_without_a_
     group_menu(page)
     menu_entry(page, "Stop running on RunningHub").click()
     assert "rh_remote" not in (group_flags(page) or {})
+    assert not page.log.page_errors, page.log.page_errors
+
+
+TOOLBOX_LABEL = "Run the selected groups on RunningHub (on/off)"
+
+
+def select_group(page, index: int = 0) -> None:
+    """Clicks the group's title bar: the group alone is selected, and its toolbox shows."""
+    page.js("() => app.canvas.deselectAll?.()")
+    page.page.mouse.click(*group_title_point(page, index))
+    wait_js(page, "(index) => [...app.canvas.selectedItems].includes(app.graph.groups[index])", index)
+
+
+def test_the_toolbox_of_a_selected_group_marks_and_unmarks_it(host, remote, open_page):
+    page = open_page(host)
+    build(page)
+    page.js("""() => { const g = new LiteGraph.LGraphGroup('Second'); g.pos = [360, 460]; g.size = [300, 120];
+                       app.graph.add(g); app.canvas.setDirty(true, true); }""")
+    select_group(page)
+    button = page.page.locator(".selection-toolbox button:has(.pi-cloud)")
+    button.wait_for()
+    assert button.count() == 1
+    # The front end names the button from the pack's locales/<lang>/commands.json.
+    assert page.js("() => app.extensionManager.command.commands.find(c => c.id === 'RunningHub.Group.ToggleRemote')"
+                   "?.label") == TOOLBOX_LABEL
+    if selected_front_end() == "1.58.1":  # its toolbox buttons carry the label; 1.32's show it as a tooltip only
+        assert button.get_attribute("aria-label") == TOOLBOX_LABEL
+    page.shot("toolbox")
+
+    button.click()
+    assert group_flags(page) == {"rh_remote": {"account": "default"}}
+    assert "rh_remote" not in (group_flags(page, 1) or {})  # only the selected group
+    page.page.wait_for_timeout(300)
+    assert page.js("() => app.graph.groups[0].rhDrawn.badge") == "☁ RunningHub · default"
+    page.shot("marked")
+
+    # Both selected, one marked: the toggle marks the other; pressed again, it unmarks both.
+    page.js("() => app.canvas.select(app.graph.groups[1])")
+    wait_js(page, "() => app.canvas.selectedItems.size === 2")
+    button.wait_for()
+    button.click()
+    assert group_flags(page) == {"rh_remote": {"account": "default"}}
+    assert group_flags(page, 1) == {"rh_remote": {"account": "default"}}
+    button.click()
+    assert "rh_remote" not in (group_flags(page) or {}) and "rh_remote" not in (group_flags(page, 1) or {})
+    # A node selected alone gets no such button.
+    page.js("() => { app.canvas.deselectAll(); app.canvas.select(app.graph.nodes[0]); }")
+    page.page.locator(".selection-toolbox").first.wait_for()
+    assert page.page.locator(".selection-toolbox button:has(.pi-cloud)").count() == 0
     assert not page.log.page_errors, page.log.page_errors
 
 

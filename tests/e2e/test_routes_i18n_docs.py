@@ -73,8 +73,8 @@ def test_zh_translates_every_node_input_and_output(pack_nodes):
                 assert CJK.search(entry["outputs"][str(i)]["tooltip"]), f"{node_id} output {i} tooltip"
 
 
-def test_en_and_zh_have_the_same_ui_strings_and_settings():
-    for name in ("main.json", "settings.json"):
+def test_en_and_zh_have_the_same_ui_strings_settings_and_commands():
+    for name in ("main.json", "settings.json", "commands.json"):
         en, zh = load("en", name), load("zh", name)
         assert leaf_keys(en) == leaf_keys(zh), name
         for key in leaf_keys(zh):
@@ -86,6 +86,9 @@ def test_en_and_zh_have_the_same_ui_strings_and_settings():
     ids = set(re.findall(r'"(RunningHub\.[A-Za-z.]+)"', settings_js))
     assert ids == {"RunningHub.Accounts.Profiles", "RunningHub.Overrides.CheckOnChange"}
     assert set(load("en", "settings.json")) == {i.replace(".", "_") for i in ids}
+    command_ids = set(re.findall(r'_COMMAND = "(RunningHub\.[A-Za-z.]+)"', (WEB_JS / "rh" / "group.js").read_text()))
+    assert command_ids == {"RunningHub.Group.ToggleRemote"}
+    assert set(load("en", "commands.json")) == {i.replace(".", "_") for i in command_ids}
     categories = set(re.findall(r'category: \["([^"]+)", "([^"]+)"', settings_js))
     used = {c for pair in categories for c in pair}
     assert used <= set(load("en", "main.json")["settingsCategories"])
@@ -125,3 +128,4 @@ def test_comfyui_serves_the_pack_locales(comfy_with_pack):
     assert served["zh"]["settings"]["RunningHub_Accounts_Profiles"]["name"] == "密钥配置"
     assert served["en"]["runninghub"] == load("en", "main.json")["runninghub"]
     assert served["zh"]["settingsCategories"]["Accounts"] == "API 密钥与站点"
+    assert served["zh"]["commands"]["RunningHub_Group_ToggleRemote"]["label"] == "在 RunningHub 上运行所选分组（开/关）"

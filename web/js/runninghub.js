@@ -6,7 +6,7 @@ import { app } from "../../../scripts/app.js";
 import { attachCheckWidget, scheduleCheck } from "./rh/checks.js";
 import { injectStyle } from "./rh/dom.js";
 import { OVERRIDE, RUN } from "./rh/graph.js";
-import { groupMenuItems, setupGroups } from "./rh/group.js";
+import { groupCommands, groupMenuItems, setupGroups, toolboxCommands } from "./rh/group.js";
 import { loadStrings, t } from "./rh/i18n.js";
 import { openPicker } from "./rh/picker.js";
 import { settingsDefinitions } from "./rh/settings.js";
@@ -48,9 +48,16 @@ app.registerExtension({
     scheduleCheck(0);
   },
 
+  commands: groupCommands(),
+
   // The canvas menu opened on a group: "Run on RunningHub" and the group's account profile.
   getCanvasMenuItems(canvas) {
     return groupMenuItems(canvas);
+  },
+
+  // A selected group's toolbox: the same toggle, as a cloud button.
+  getSelectionToolboxCommands(item) {
+    return toolboxCommands(item);
   },
 
   async beforeRegisterNodeDef(nodeType, nodeData) {

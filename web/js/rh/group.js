@@ -2,7 +2,7 @@
 // native ComfyUI endpoint, as one RH Remote Group node.
 //
 // - The group's right-click menu gets "Run on RunningHub" (a toggle) and the account
-//   profile. The choice is kept in the group's own `flags` (`flags.rh_remote =
+//   profile; a selected group's toolbox gets a cloud button doing the same toggle. The choice is kept in the group's own `flags` (`flags.rh_remote =
 //   {account}`): every front end the pack supports (1.32.9 on) serializes a group's flags
 //   as they are and restores them on load, and the workflow schema passes them through, so
 //   the choice travels with the group (save, load, copy and paste). It names a profile,
@@ -122,6 +122,49 @@ export function groupMenuItems(canvas) {
     });
   }
   return items;
+}
+
+// ------------------------------------------------------------------ the selection toolbox
+
+/** The command behind the toolbox button (and the command palette's entry). */
+export const TOGGLE_COMMAND = "RunningHub.Group.ToggleRemote";
+
+function isGroup(item) {
+  const Group = globalThis.LiteGraph?.LGraphGroup;
+  return !!Group && item instanceof Group;
+}
+
+/** The groups among the canvas' selected items. */
+function selectedGroups() {
+  return [...(app.canvas?.selectedItems ?? [])].filter(isGroup);
+}
+
+/** Marks every selected group for RunningHub, or unmarks them all when every one is marked
+ * already (as the menu's toggle does for one group). */
+export function toggleSelectedGroups() {
+  const groups = selectedGroups();
+  const on = groups.some((group) => !groupSetting(group));
+  for (const group of groups) {
+    if (on !== !!groupSetting(group)) setGroupRemote(group, on);
+  }
+}
+
+/** The extension's commands (hook `commands`). Labels are looked up when shown: the
+ * strings load after the extension is registered. The toolbox button's tooltip is the
+ * front end's own translation of the command (locales/<lang>/commands.json). */
+export function groupCommands() {
+  return [{
+    id: TOGGLE_COMMAND,
+    icon: "pi pi-cloud",
+    label: () => t("group.toolboxLabel"),
+    tooltip: () => t("group.toolboxLabel"),
+    function: toggleSelectedGroups,
+  }];
+}
+
+/** The toolbox's buttons for a selected item (hook `getSelectionToolboxCommands`). */
+export function toolboxCommands(item) {
+  return isGroup(item) ? [TOGGLE_COMMAND] : [];
 }
 
 // ------------------------------------------------------------------ queue time
