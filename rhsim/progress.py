@@ -40,7 +40,10 @@ def status_message(queue_remaining: int, sid: str | None = None) -> Message:
 
 class TaskFeed:
     """One task's messages, fanned out to the sockets attached at the time (like ComfyUI, a
-    socket sees only what happens after it connects, plus the node running now)."""
+    socket sees only what happens after it connects, plus the node running now). A socket
+    that connects after the end hears how it ended: on the real service a task never ends
+    before its create reply is read, but the simulator's instant tasks (`--run-seconds 0`)
+    do, and a client waiting on the socket for the end would otherwise wait forever."""
 
     def __init__(self, prompt_id: str):
         self.prompt_id = prompt_id
@@ -49,12 +52,14 @@ class TaskFeed:
         self.current_node: str | None = None
         self._started: list[str] = []  # nodes announced by `executing`, in order
         self._states: dict[str, dict] = {}  # ComfyUI's non-pending node states, for progress_state
+        self._ending: list[Message] = []  # the end message and the `executing` null after it
 
-    def attach(self, sink: Sink) -> str | None:
-        """Adds a socket; returns the node executing now (ComfyUI re-sends it on connect)."""
+    def attach(self, sink: Sink) -> tuple[str | None, list[Message]]:
+        """Adds a socket; returns the node executing now (ComfyUI re-sends it on connect) and,
+        once the task has ended, the messages that ended it (for the socket to send first)."""
         with self._lock:
             self._sinks.append(sink)
-            return self.current_node
+            return self.current_node, list(self._ending)
 
     def detach(self, sink: Sink) -> None:
         with self._lock:
@@ -67,6 +72,10 @@ class TaskFeed:
                 self.current_node = msg["data"].get("node")
                 if self.current_node is not None:
                     self._started.append(self.current_node)
+                elif self._ending:
+                    self._ending.append(msg)
+            elif msg["type"] in TERMINAL:
+                self._ending = [msg]
             sinks = list(self._sinks)
         for sink in sinks:
             sink(msg)

@@ -1,7 +1,8 @@
 """`GET /ws?clientId=<task's clientId>`: the task's ComfyUI websocket, as at `netWssUrl`.
 
 On connect: `status` (with `sid`) and, if a node is executing, `executing` for it (as
-ComfyUI does on reconnect); then the task's messages as they happen. The `websocket`
+ComfyUI does on reconnect), or, if the task has ended, the messages that ended it; then
+the task's messages as they happen. The `websocket`
 setting shapes it: `off` refuses (404), `silent` accepts and never sends, `drop` cuts the
 connection (no close frame) after `websocket_drop_after` messages."""
 
@@ -52,7 +53,7 @@ async def handle_ws(request: web.Request, app: SimApp) -> web.StreamResponse:
     def sink(msg) -> None:
         loop.call_soon_threadsafe(inbox.put_nowait, msg)
 
-    current = task.feed.attach(sink)
+    current, ending = task.feed.attach(sink)
     request.app[OPEN_SOCKETS].add(socket)
     reader = asyncio.create_task(_read_until_closed(socket, inbox))
     try:
@@ -62,6 +63,7 @@ async def handle_ws(request: web.Request, app: SimApp) -> web.StreamResponse:
         await _relay(request, socket, inbox, app, [
             status_message(app.tasks.open_count(task.key), sid=client_id),
             *([message("executing", {"node": current})] if current else []),
+            *ending,
         ])
     finally:
         task.feed.detach(sink)

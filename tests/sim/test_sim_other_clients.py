@@ -16,6 +16,7 @@ import websocket
 from PIL import Image
 
 from support.simulator import WORKFLOWS
+from ws_client import ws_url
 
 
 def _png(value: int = 40) -> bytes:
@@ -130,6 +131,27 @@ def test_official_pack_websocket_flow(sim):
     finally:
         socket.close()
     assert progress and progress[-1] == (4, 4)
+    outputs = requests.post(sim.base_url + "/task/openapi/outputs", timeout=10,
+                            json={"apiKey": sim.keys[0], "taskId": data["taskId"]}).json()
+    assert outputs["code"] == 0 and len(outputs["data"]) == 2
+
+
+def test_official_pack_websocket_flow_with_instant_tasks(sim):
+    """`--run-seconds 0` (the command line's default): the task has ended before the client
+    connects to its netWssUrl; the socket then says how it ended instead of staying silent
+    (the official pack would wait on it until its own timeout)."""
+    sim.configure(run_seconds=0)
+    data = requests.post(sim.base_url + "/task/openapi/create", timeout=10,
+                         json={"apiKey": sim.keys[0], "workflowId": WORKFLOWS["empty"]}).json()["data"]
+    assert sim.wait_for(lambda: sim.task(data["taskId"])["status"] == "SUCCESS")
+    socket = websocket.create_connection(ws_url(sim, data["clientId"]), timeout=5)
+    try:
+        messages = [json.loads(socket.recv()) for _ in range(3)]
+    finally:
+        socket.close()
+    assert [m["type"] for m in messages] == ["status", "execution_success", "executing"]
+    assert messages[1]["data"]["prompt_id"] == messages[2]["data"]["prompt_id"]
+    assert messages[2]["data"]["node"] is None
     outputs = requests.post(sim.base_url + "/task/openapi/outputs", timeout=10,
                             json={"apiKey": sim.keys[0], "taskId": data["taskId"]}).json()
     assert outputs["code"] == 0 and len(outputs["data"]) == 2
