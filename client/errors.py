@@ -169,7 +169,15 @@ class TaskTimeoutError(RunningHubError):
 
 
 class WaitInterrupted(RunningHubError):
-    """The user interrupted the wait; the remote task was cancelled (or cancel was tried)."""
+    """The user interrupted the wait. `cancelled`: this stop cancelled the remote task (it
+    bills no further; a ledger entry then records CANCEL). Otherwise nothing was created, or
+    the task is left as it was: the cancel failed, ComfyUI shut down leaving it running, or
+    it had already ended. Its entry then stays as it was, so the task panel can still
+    cancel it and the next queue re-attaches to it instead of paying again."""
+
+    def __init__(self, message: str, *, cancelled: bool = False, **kwargs):
+        super().__init__(message, **kwargs)
+        self.cancelled = cancelled
 
 
 class DownloadError(RunningHubError):

@@ -379,7 +379,7 @@ class TaskLedger:
             outputs = [{"url": o.url, "file_type": o.file_type, "node_id": o.node_id} for o in result.outputs]
         outputs = json.dumps(outputs, ensure_ascii=False) if outputs is not None else None
         self._update(entry, status=status, cost=cost, outputs=outputs, message=message[:2000] or None,
-                     finished_at=self._clock())
+                     finished_at=self._clock(), keep_success=status == "CANCEL")
 
     def uncertain(self, entry: int, message: str) -> None:
         """The create was sent and its reply lost: a billed task may exist."""
@@ -405,13 +405,18 @@ class TaskLedger:
                      self.lifetime / 3600)
         return gone
 
-    def _update(self, entry: int, *, only_if_waiting: bool = False, **fields: Any) -> None:
+    def _update(self, entry: int, *, only_if_waiting: bool = False, keep_success: bool = False,
+                **fields: Any) -> None:
+        """`keep_success`: a SUCCESS stays (a task that succeeded was not cancelled: e.g. a stop
+        while its outputs are fetched again must not turn it into CANCEL)."""
         fields["updated_at"] = self._clock()
         assignments = ", ".join(f"{name} = COALESCE({name}, ?)" if name in _SET_ONCE else f"{name} = ?"
                                 for name in fields)
         sql = f"UPDATE tasks SET {assignments} WHERE entry = ?"
         if only_if_waiting:
             sql += f" AND status IN ({', '.join('?' * len(WAITING))})"
+        if keep_success:
+            sql += " AND status != 'SUCCESS'"
         args = (*fields.values(), int(entry), *(WAITING if only_if_waiting else ()))
         with self._transaction() as conn:
             changed = conn.execute(sql, args).rowcount > 0

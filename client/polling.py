@@ -171,6 +171,7 @@ class _Wait:
         self.run_time_key, self.run_times = run_time_key, run_times
         self.started = self.phase_started = clock()
         self.state = initial_state if initial_state in (TaskState.QUEUED, TaskState.RUNNING) else TaskState.QUEUED
+        self.ended_before = initial_state.finished  # a re-attach to a task that ended: a stop cancels nothing
         self.polls = 0
         self.interval: float | None = None
         self.last_progress = float("-inf")
@@ -220,7 +221,7 @@ class _Wait:
         since, interval = self.clock(), self.next_interval()
         while True:
             if stop_requested():
-                raise _stop(self.client, self.task_id)
+                raise _stop(self.client, self.task_id, ended=self.ended_before)
             if self.feed.says_ended():
                 return
             due = max(interval, min(self.policy.heartbeat, self.budget_left(since))) if self.heartbeat_only() \
@@ -237,7 +238,7 @@ class _Wait:
         try:
             reply = self.client.outputs(self.task_id)
         except WaitInterrupted:  # stopped inside the transport's backoff
-            raise _stop(self.client, self.task_id) from None
+            raise _stop(self.client, self.task_id, ended=self.ended_before) from None
         except ProtocolError as exc:  # not RunningHub answering: waiting on would not help
             raise ProtocolError(f"{exc} While waiting for task {self.task_id}. {_reattach_hint(self.task_id)}",
                                 code=exc.code, task_id=self.task_id, site=exc.site) from exc
@@ -302,9 +303,13 @@ class _Wait:
                 site=self.client.site.name)
 
 
-def _stop(client: RunningHubClient, task_id: str) -> WaitInterrupted:
+def _stop(client: RunningHubClient, task_id: str, *, ended: bool = False) -> WaitInterrupted:
     """The run stopped: cancel the task once, or leave it running when ComfyUI shuts down
-    with RUNNINGHUB_ON_SHUTDOWN=leave."""
+    with RUNNINGHUB_ON_SHUTDOWN=leave; a task already finished (a re-attach to a success
+    fetching its outputs again) is left as it is."""
+    if ended:
+        return WaitInterrupted(f"Interrupted; RunningHub task {task_id} had already finished.", task_id=task_id,
+                               site=client.site.name)
     if tasks_left_running():
         log.warning("shutting down: RunningHub task %s left running (re-attach with RH Fetch Outputs)", task_id)
         return WaitInterrupted(f"ComfyUI is shutting down; RunningHub task {task_id} was left running. "
@@ -319,10 +324,14 @@ def _cancel_and_interrupt(client: RunningHubClient, task_id: str) -> WaitInterru
         client.cancel(task_id)
     except RunningHubError as exc:
         log.warning("cancel of task %s failed: %s", task_id, exc)
-        return WaitInterrupted(f"Interrupted. Cancelling RunningHub task {task_id} failed ({exc}); "
-                               "cancel it on the website to stop billing.", task_id=task_id, site=client.site.name)
-    return WaitInterrupted(f"Interrupted; RunningHub task {task_id} was cancelled.", task_id=task_id,
+        return WaitInterrupted(f"Interrupted. Cancelling RunningHub task {task_id} failed ({exc}); it may still run "
+                               f"and bill. {_KEPT}", task_id=task_id, site=client.site.name)
+    return WaitInterrupted(f"Interrupted; RunningHub task {task_id} was cancelled.", cancelled=True, task_id=task_id,
                            site=client.site.name)
+
+
+_KEPT = ("The task panel keeps it (cancel it there, or on the website), and queueing the same graph again "
+         "re-attaches to it instead of creating another.")
 
 
 def with_budgets(policy: PollPolicy, *, queued: float | None = None, running: float | None = None) -> PollPolicy:

@@ -266,10 +266,12 @@ class Follow:
             return WaitInterrupted(f"ComfyUI is shutting down; RunningHub prompt {self.prompt_id} was left running.",
                                    task_id=self.prompt_id, site=self.native.site.name)
         try:
-            text = stop_prompt(self.native, self.prompt_id, assumed=Place(self.state))
+            done = stop_prompt(self.native, self.prompt_id, assumed=Place(self.state))
         except RunningHubError as exc:
             log.warning("cancel of prompt %s failed: %s", self.prompt_id, exc)
             return WaitInterrupted(f"Interrupted. Stopping RunningHub prompt {self.prompt_id} failed ({exc}); it may "
-                                   f"run on and bill: check {self.native.site.host}.", task_id=self.prompt_id,
-                                   site=self.native.site.name)
-        return WaitInterrupted(f"Interrupted; {text}", task_id=self.prompt_id, site=self.native.site.name)
+                                   f"run on and bill on {self.native.site.host}. The task panel keeps it (cancel it "
+                                   "there), and queueing the same graph again re-attaches to it instead of sending "
+                                   "another.", task_id=self.prompt_id, site=self.native.site.name)
+        return WaitInterrupted(f"Interrupted; {done.text}", cancelled=done.stopped, task_id=self.prompt_id,
+                               site=self.native.site.name)

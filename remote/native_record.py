@@ -11,7 +11,6 @@ from typing import Any, Callable, Mapping
 
 from ..client.errors import TaskCancelledError, TaskFailedError, TaskNotFoundError, WaitInterrupted
 from ..client.ledger import MAY_EXIST, SUBMITTING, LedgerEntry, RunFingerprint
-from ..client.stop import tasks_left_running
 from .native_result import NativePromptResult
 from .reattach import LedgerRun, RunJournal, may_exist_error
 
@@ -134,9 +133,9 @@ class NativeRecord:
             self.finished("FAILED", message=str(exc))
             raise
         except WaitInterrupted as exc:
-            if not tasks_left_running():
+            if exc.cancelled:
                 self.finished("CANCEL", message=str(exc))
-            raise
+            raise  # else left as it was (a failed stop, a shutdown that leaves it running): the next run re-attaches
         self.finished("SUCCESS", outputs=result.outputs)
         return result
 

@@ -28,7 +28,6 @@ from ..client.overrides import NodeOverride, merge_overrides
 from ..client.polling import TaskProgress
 from ..client.records import TaskHandle, TaskResult
 from ..client.sites import Site
-from ..client.stop import tasks_left_running
 
 log = logging.getLogger("runninghub_bridge.remote")
 T = TypeVar("T")
@@ -149,9 +148,9 @@ class LedgerRun:
             self._finish("FAILED", message=f"RunningHub does not know this task: {exc}")
             raise
         except WaitInterrupted as exc:
-            if not tasks_left_running():  # the stop cancelled the task (or said how to)
+            if exc.cancelled:
                 self._finish("CANCEL", message=str(exc))
-            raise  # left running at shutdown: the next run re-attaches to it
+            raise  # else left as it was (a failed cancel, a shutdown that leaves it running): the next run re-attaches
         self._finish("SUCCESS", result=result)
         return result
 

@@ -85,7 +85,8 @@ def test_a_task_on_its_way_or_finished_is_found_failed_or_cancelled_is_not(ledge
     assert found.status == "SUCCESS" and found.cost == "17 coins, 3 s"
     assert json.loads(found.outputs) == [{"url": "https://cdn.example/x.png", "file_type": "png", "node_id": "9"}]
     ledger.moved(entry, "RUNNING")  # a late progress report does not undo the end
-    assert ledger.get(entry).status == "SUCCESS"
+    ledger.finished(entry, "CANCEL", message="stopped while its outputs were fetched again")  # nor a late stop
+    assert ledger.get(entry).status == "SUCCESS" and ledger.get(entry).message is None
     assert ledger.lookup(fingerprint(seed=2)) is None
     assert ledger.for_task("1900000000000000001").entry == entry and ledger.for_task("1") is None
 

@@ -291,6 +291,53 @@ def test_cancel_of_a_queued_prompt_deletes_it_without_an_interrupt(native, relay
     assert remote_comfy.history(caught.value.task_id) == {}  # it never ran
 
 
+def test_a_stop_whose_interrupt_fails_keeps_the_prompt_for_the_next_run(native, relay, remote_comfy, tmp_path):
+    """The remote's interrupt keeps failing when the user stops: the prompt may run on and
+    bill, so its entry stays as it was and the next run follows it instead of sending another."""
+    stop = threading.Event()
+    journal = journal_in(tmp_path)
+    prompt = steps_prompt(30, 0.05)
+
+    def on_status(status):
+        if status.state == "RUNNING" and not stop.is_set():
+            relay.fault("POST", "/interrupt", "500", times=20)
+            stop.set()
+
+    with pytest.raises(errors.WaitInterrupted) as caught:
+        native_run.run_prompt(native, prompt, journal=journal, should_stop=stop.is_set, on_status=on_status,
+                              policy=FAST)
+    assert not caught.value.cancelled and "task panel" in str(caught.value)
+    assert relay.count("POST", "/interrupt") >= 1
+    (entry,) = journal.ledger.entries()
+    assert entry.status in ("QUEUED", "RUNNING") and entry.task_id == caught.value.task_id
+    relay.reset()
+    result = native_run.run_prompt(native, prompt, journal=journal, policy=FAST)
+    assert result.reattached and result.prompt_id == entry.task_id and relay.count("POST", "/prompt") == 0
+    assert journal.ledger.get(entry.entry).status == "SUCCESS"
+
+
+def test_a_queued_prompt_that_may_have_started_during_its_delete_is_interrupted_too(native, relay, remote_comfy):
+    """Taken off the queue, but the remote cannot say where it is now: it may have started
+    in between, so the interrupt goes out as well (it does nothing to a prompt not running)."""
+    blocker = remote_comfy.queue_prompt(steps_prompt(40, 0.05))  # keeps the remote busy
+    stop = threading.Event()
+
+    def on_status(status):
+        if status.state == "QUEUED" and not stop.is_set():
+            relay.fault("GET", "/queue", "pass")  # the lookup before the delete
+            relay.fault("GET", "/queue", "500", times=20)  # the lookups after it
+            stop.set()
+
+    with pytest.raises(errors.WaitInterrupted) as caught:
+        native_run.run_prompt(native, steps_prompt(1, 0.0), should_stop=stop.is_set, on_status=on_status,
+                              policy=FAST)
+    assert caught.value.cancelled and "interrupted" in str(caught.value)
+    remote_comfy.interrupt(blocker)
+    remote_comfy.wait_idle()
+    assert relay.count("POST", "/queue") == 1 and relay.count("POST", "/interrupt") == 1
+    assert remote_comfy.history(caught.value.task_id) == {}  # it never ran
+
+
 # -- lost replies and re-attach ----------------------------------------------------------------
 
 @pytest.mark.parametrize("fault", ["drop", "500_after"])

@@ -115,6 +115,47 @@ def test_a_stopped_run_cancels_and_the_next_creates(sim, book):
     assert sim.count("create") == 2
 
 
+def test_a_stop_whose_cancel_fails_keeps_the_task_and_the_next_run_reattaches(sim, book):
+    """The network is gone when the user interrupts: the cancel gives up. The task may run
+    on and bill, so its entry stays as it was (the task panel can still cancel it) and the
+    next queue waits for it instead of paying for a second one."""
+    sim.configure(run_seconds=3.0)
+    pool = make_pool(sim, [0])
+    stop = threading.Event()
+
+    def stop_once_created():
+        wait_until(lambda: book.entries() and book.entries()[0].status != "SUBMITTING", timeout=30)
+        sim.fault("cancel", "reset_before", count=20)
+        stop.set()
+
+    threading.Thread(target=stop_once_created, daemon=True).start()
+    with pytest.raises(errors.WaitInterrupted) as caught:
+        run(pool, book, should_stop=stop.is_set)
+    assert not caught.value.cancelled and "task panel" in str(caught.value)
+    [entry] = book.entries()
+    assert entry.status in ("QUEUED", "RUNNING") and sim.count("cancel") >= 1
+    sim.clear_faults()
+    task = run(pool, book)
+    assert task.task_id == entry.task_id and sim.count("create") == 1
+    assert book.get(entry.entry).status == "SUCCESS"
+
+
+def test_a_stop_while_fetching_a_finished_task_again_keeps_its_success(sim, book):
+    """Re-attached to a task that succeeded, the run fetches its outputs again; stopped
+    meanwhile (the outputs reply is slow), it cancels nothing and the success stays reusable."""
+    pool = make_pool(sim, [0])
+    first = run(pool, book)
+    sim.fault("outputs", "reset_before", count=50)
+    stop = threading.Event()
+    threading.Timer(0.5, stop.set).start()
+    with pytest.raises(errors.WaitInterrupted) as caught:
+        run(pool, book, should_stop=stop.is_set)
+    assert not caught.value.cancelled
+    assert sim.count("cancel") == 0 and [e.status for e in book.entries()] == ["SUCCESS"]
+    sim.clear_faults()
+    assert run(pool, book).task_id == first.task_id and sim.count("create") == 1
+
+
 def test_a_failed_task_is_not_reused(sim, book):
     pool = make_pool(sim, [0])
     journal = reattach.RunJournal(book, account="default", seed=1)

@@ -10,7 +10,8 @@ Every route is relayed with the key stripped (the websocket `/ws?clientId=…` t
 ways). An unknown key gets 401 `{"error": {"type": "invalid_api_key", ...}}`. Faults, each
 for the next matching request: `drop` (forwarded, then the connection is closed without a
 reply), `500_after` (forwarded, then HTTP 500), `500` (not forwarded, HTTP 500), `429`,
-`402` (not forwarded, the contract's error shapes). `ws_drop_after = N` closes every
+`402` (not forwarded, the contract's error shapes), `pass` (relayed as usual: queued before
+other faults, it lets the first matching request through). `ws_drop_after = N` closes every
 client socket after N messages (a socket that keeps dropping); `ws_hide` and `ws_rewrite`
 drop or change the text messages a test picks.
 """
