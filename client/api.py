@@ -122,12 +122,8 @@ class RunningHubClient:
             raise ProtocolError(f"RunningHub {operation} answered success without a task id; "
                                 "a task may exist: check the task list on the website.",
                                 site=self.site.name) from None
-        if not handle.prompt_tips.ok and handle.prompt_tips.node_errors:
-            raise ValidationFailedError(
-                f"RunningHub {operation} (task {handle.task_id}): the remote ComfyUI rejected the graph: "
-                f"{describe_node_errors(handle.prompt_tips.node_errors)}",
-                node_errors=handle.prompt_tips.node_errors, code=433, task_id=handle.task_id,
-                site=self.site.name)
+        # With a task id the task exists, node errors or not (ComfyUI queues a prompt whose other
+        # outputs are valid): the caller follows it and says what was rejected (rejected_outputs).
         log.info("created task %s on %s with key %s", handle.task_id, self.site.host, self.key.hint)
         return handle
 
@@ -243,6 +239,15 @@ class RunningHubClient:
     def webhook_detail(self, task_id: str) -> Any:
         env = self._call("/task/openapi/getWebhookDetail", {"taskId": as_id(task_id)}, operation="webhook detail")
         return self._expect_ok(env, "webhook detail", as_id(task_id))
+
+
+def rejected_outputs(handle: TaskHandle) -> str | None:
+    """What a created task's remote ComfyUI rejected, as a warning; None when nothing was."""
+    if not handle.prompt_tips.node_errors:
+        return None
+    return (f"RunningHub task {handle.task_id} was created, but its ComfyUI rejected part of the graph: "
+            f"{describe_node_errors(handle.prompt_tips.node_errors)}. The rest runs (and is billed); fix those "
+            "inputs (check the RH Node Override values) for the next run.")
 
 
 def describe_node_errors(node_errors: dict) -> str:

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from ..client.api import RunningHubClient
+from ..client.api import RunningHubClient, rejected_outputs
 from ..client.errors import RunningHubError, TaskNotFoundError, TransportError
 from ..client.overrides import NodeOverride, check_overrides, coerce_text_values, merge_overrides
 from ..client.polling import PollPolicy, TaskProgress, wait_for_task
@@ -129,6 +129,11 @@ def run_and_wait(pool: KeyPool | RunningHubClient, *, kind: str, workflow_id: st
     with lease:  # the slot is given back when the task ends, however it ends
         if on_submitted is not None:
             on_submitted(handle.task_id)
+        rejected = rejected_outputs(handle)
+        if rejected is not None:
+            log.warning("%s", rejected)
+            if on_warning is not None:
+                on_warning(rejected)
         return wait(lease.client, handle.task_id, handle.state, handle.net_wss_url)
 
 

@@ -156,6 +156,28 @@ def test_a_stop_while_fetching_a_finished_task_again_keeps_its_success(sim, book
     assert run(pool, book).task_id == first.task_id and sim.count("create") == 1
 
 
+def test_a_task_created_with_part_of_its_graph_rejected_is_followed_not_forgotten(sim, book):
+    """The remote ComfyUI rejects one output's branch and queues the rest: RunningHub answers
+    with a task id and node errors. That task runs and bills, so the run follows it, says
+    what was rejected, records it, and the same run again reuses it."""
+    pool = make_pool(sim, [0])
+    overrides_mod = pack_module("client.overrides")
+    journal = reattach.RunJournal(book, account="default", seed=1)
+    warnings = []
+
+    def scale_run():
+        return run_mod.run_and_wait(pool, kind="workflow", workflow_id=WORKFLOWS["scale"],
+                                    overrides=[overrides_mod.NodeOverride("2", "scale_by", -1.0)], poll_policy=FAST,
+                                    journal=journal, on_warning=warnings.append)
+
+    task = scale_run()
+    assert {o.node_id for o in task.result.outputs} == {"5"}  # the branch that passed
+    assert len(warnings) == 1 and "rejected part of the graph" in warnings[0] and "scale_by" in warnings[0]
+    [entry] = book.entries()
+    assert entry.status == "SUCCESS" and entry.task_id == task.task_id
+    assert scale_run().task_id == task.task_id and sim.count("create") == 1
+
+
 def test_a_failed_task_is_not_reused(sim, book):
     pool = make_pool(sim, [0])
     journal = reattach.RunJournal(book, account="default", seed=1)
