@@ -296,9 +296,17 @@ class TaskLedger:
     def _read(self, sql: str, args: tuple = ()) -> list[LedgerEntry]:
         try:
             with self._connection() as conn:
-                return [LedgerEntry(**dict(row)) for row in conn.execute(sql, args)]
+                return [self._as_seen(LedgerEntry(**dict(row))) for row in conn.execute(sql, args)]
         except sqlite3.DatabaseError as exc:
             raise self._unusable(exc) from exc
+
+    def _as_seen(self, row: LedgerEntry) -> LedgerEntry:
+        """A SUBMITTING entry of another owner (a process that stopped mid-create) is MAY_EXIST
+        wherever it is read: in a run's lookup, and in the task panel, which can then clear it."""
+        if row.status == SUBMITTING and row.owner != self.owner:
+            return _replace(row, status=MAY_EXIST,
+                            message=row.message or "ComfyUI stopped while this task's create was being sent.")
+        return row
 
     def _changed(self, entry: int | None) -> None:
         if self.on_change is None:
@@ -326,7 +334,7 @@ class TaskLedger:
     def lookup(self, fingerprint: RunFingerprint) -> LedgerEntry | None:
         """The entry a run with this fingerprint must use instead of creating a task: one
         still on its way, one that may exist, or one finished with outputs still valid.
-        A SUBMITTING entry of another process (it died mid-create) is reported as MAY_EXIST."""
+        A SUBMITTING entry of another process (it died mid-create) is read as MAY_EXIST."""
         now = self._clock()
         for row in self._read("SELECT * FROM tasks WHERE fingerprint = ? ORDER BY entry DESC",
                               (fingerprint.digest(),)):
@@ -335,9 +343,6 @@ class TaskLedger:
             if row.status == "SUCCESS":
                 fresh = (row.finished_at or row.updated_at) > now - (self.lifetime - REUSE_MARGIN)
                 return row if fresh else None
-            if row.status == SUBMITTING and row.owner != self.owner:
-                return _replace(row, status=MAY_EXIST,
-                                message=row.message or "ComfyUI stopped while this task's create was being sent.")
             return row
         return None
 

@@ -14,6 +14,7 @@ import requests
 from PIL import Image
 
 from support.graphs import run_fetch, upload_run_fetch
+from support.pack import pack_module
 from support.simulator import WORKFLOWS
 
 pytestmark = pytest.mark.e2e
@@ -185,3 +186,35 @@ def test_the_task_panel_routes_list_cancel_and_clear(host, sim):
     assert requests.post(f"{base}/{number}/cancel", json={}, timeout=30).status_code == 409
     assert requests.delete(f"{base}/{number}", timeout=30).status_code == 200
     assert number not in [t["entry"] for t in requests.get(base, timeout=30).json()["tasks"]]
+
+
+def test_a_create_cut_short_by_a_killed_comfyui_can_be_cleared_from_the_task_panel(host, sim):
+    """ComfyUI was killed between recording a run and hearing its create's reply: its entry
+    stays SUBMITTING with the dead process as owner. The next queue says the task may exist
+    and points at the task panel, which shows it as such and clears it."""
+    graph = run_fetch(WORKFLOWS["noise"], seed=61)
+    assert host.run(graph, timeout=120).status == "success"  # the ledger exists; its fingerprint is the node's
+    ledger_mod = pack_module("client.ledger")
+    path = host.user_dir / "runninghub" / "tasks.sqlite3"
+    done = ledger_rows(host)[-1]  # this run's entry
+    assert done["status"] == "SUCCESS" and done["seed"] == "61"
+    with sqlite3.connect(path) as conn:  # the same run again, as the killed process left it
+        conn.execute("DELETE FROM tasks")
+        conn.execute("INSERT INTO tasks (fingerprint, site, account, kind, workflow_id, instance_type, seed, overrides,"
+                     " key_hint, status, prompt_id, node_id, owner, created_at, updated_at)"
+                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     (done["fingerprint"], done["site"], done["account"], done["kind"], done["workflow_id"],
+                      done["instance_type"], done["seed"], done["overrides"], done["key_hint"], ledger_mod.SUBMITTING,
+                      "p-dead", "13", "a-process-that-was-killed", time.time(), time.time()))
+    creates = sim.count("create")
+    free_cache(host)  # ComfyUI would otherwise take the node's output from its cache
+    again = host.run(graph, timeout=120)
+    assert again.status == "error" and again.error["exception_type"].endswith("TaskMayExistError")
+    assert "task panel" in again.error["exception_message"] and sim.count("create") == creates
+
+    base = f"{host.base_url}/runninghub/tasks"
+    [entry] = requests.get(base, timeout=30).json()["tasks"]
+    assert entry["status"] == "MAY_EXIST"
+    assert requests.delete(f"{base}/{entry['entry']}", timeout=30).status_code == 200
+    free_cache(host)
+    assert host.run(graph, timeout=120).status == "success" and sim.count("create") == creates + 1
