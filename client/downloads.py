@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import re
@@ -30,7 +31,7 @@ from .errors import DownloadError
 from .retry import Attempts, RetryPolicy, parse_retry_after
 from .sites import Site
 from .read_watch import watching
-from .stop import stop_requested
+from .stop import stop_requested, stoppable
 from .transport import Timeouts
 
 log = logging.getLogger("runninghub_bridge.client")
@@ -185,8 +186,10 @@ def _fetch_once(session, url, sink, *, site, max_bytes, timeouts, task_id, ctx, 
     for _hop in range(4):
         check_url(current, site, task_id=task_id)
         try:
-            resp = session.get(current, stream=True, allow_redirects=False,
-                               timeout=(timeouts.connect, min(timeouts.read, max(attempts.remaining, 0.1))))
+            resp = stoppable(functools.partial(session.get, current, stream=True, allow_redirects=False,
+                                               timeout=(timeouts.connect,
+                                                        min(timeouts.read, max(attempts.remaining, 0.1)))),
+                             what=f"download of the {ctx}", on_abandoned=requests.Response.close)
         except requests.RequestException as exc:
             raise _RetryableDownload(f"{type(exc).__name__}") from None
         with resp:

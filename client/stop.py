@@ -9,12 +9,16 @@ another run's thread. Shutdown (`shut_down`) stops every run at once.
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Callable, Iterator, TypeVar
 
+from .errors import WaitInterrupted
 from .inflight import IN_FLIGHT
 
 T = TypeVar("T")
@@ -81,6 +85,34 @@ def pause(seconds: float, *, sleep: Callable[[float], None] = time.sleep, tick: 
         sleep(step)
         left -= step
     return not stop_requested()
+
+
+_helpers = ThreadPoolExecutor(max_workers=32, thread_name_prefix="rh-stoppable")
+
+
+def stoppable(call: Callable[[], T], *, what: str, on_abandoned: Callable[[T], None] | None = None) -> T:
+    """`call()` (a request that may block for its whole read timeout) in a helper thread while
+    this one watches the run's stop: a stop abandons it at once (WaitInterrupted; the call
+    runs out in the background and `on_abandoned(result)` tidies what it returns). Only for
+    calls that are safe to abandon (reads, repeatable uploads). Runs inline when no run's
+    stop is in effect, or in a shielded block."""
+    check = _current.get()
+    if check is None or check is _never:
+        return call()
+    future = _helpers.submit(contextvars.copy_context().run, call)
+    while True:
+        try:
+            return future.result(timeout=TICK)
+        except FutureTimeout:
+            if stop_requested():
+                if on_abandoned is not None:
+                    future.add_done_callback(lambda done: _tidy(done, on_abandoned))
+                raise WaitInterrupted(f"Interrupted during the {what}.") from None
+
+
+def _tidy(done: Future, on_abandoned: Callable[[T], None]) -> None:
+    if not done.cancelled() and done.exception() is None:
+        on_abandoned(done.result())
 
 
 def shut_down(*, leave_tasks_running: bool = False) -> None:

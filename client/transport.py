@@ -15,6 +15,7 @@ native ComfyUI endpoint (client/native.py) each pass it their own reply parser.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -29,6 +30,7 @@ from .errors import ProtocolError, SubmissionUncertainError, TransportError
 from .redact import scrub, scrub_tree
 from .retry import Attempts, RetryPolicy, parse_retry_after
 from .sites import Site
+from .stop import stoppable
 
 log = logging.getLogger("runninghub_bridge.client")
 
@@ -179,9 +181,9 @@ def request_with_retries(session: requests.Session, method: str, url: str, *,
     A failure after the request was sent is retried only when `repeatable`; otherwise
     `lost(description)` is raised (never sent twice). Retries go through retry.Attempts
     (backoff, Retry-After, the deadline `timeouts.deadline`, the run's stop: a stopped run
-    sends nothing more); the last failure is a TransportError (ProtocolError when the
-    server answered outside the protocol). Upload streams in `files` are rewound before each
-    attempt."""
+    sends nothing more, and a repeatable call in flight is abandoned at once: stop.stoppable);
+    the last failure is a TransportError (ProtocolError when the server answered outside the
+    protocol). Upload streams in `files` are rewound before each attempt."""
     attempts = Attempts(retry, deadline=timeouts.deadline, what=what, sleep=sleep)
     while True:
         attempts.begin()
@@ -189,8 +191,11 @@ def request_with_retries(session: requests.Session, method: str, url: str, *,
             for part in (files or {}).values():
                 if isinstance(part, tuple) and len(part) > 1 and hasattr(part[1], "seek"):
                     part[1].seek(0)
-            resp = session.request(method, url, files=files, allow_redirects=False,
-                                   timeout=(timeouts.connect, read_timeout or timeouts.read), **request)
+            send = functools.partial(session.request, method, url, files=files, allow_redirects=False,
+                                     timeout=(timeouts.connect, read_timeout or timeouts.read), **request)
+            # a repeatable call may be abandoned when the run stops; one that may create
+            # something is waited for (its reply says whether it did)
+            resp = stoppable(send, what=what, on_abandoned=requests.Response.close) if repeatable else send()
             try:
                 return parse(resp)
             finally:

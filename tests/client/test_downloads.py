@@ -53,6 +53,14 @@ def test_a_stop_ends_a_trickling_download_at_once(client, sim, output_url):
     assert time.monotonic() - started < 0.5 + 2.0  # generous on a loaded machine; it held 30+ s before
 
 
+def test_a_stop_ends_a_download_whose_reply_is_slow_to_start(client, sim, output_url):
+    sim.fault("files", "delay", seconds=20)
+    started = time.monotonic()
+    with stop.stop_when(stop_after(0.5)), pytest.raises(errors.WaitInterrupted):
+        download(client, output_url)
+    assert time.monotonic() - started < 0.5 + 2.0  # it waited for the reply's headers (20 s) before
+
+
 def test_parallel_stoppable_downloads_share_one_watchdog_thread(client, sim, output_url):
     """Each body read can be cut by the run's stop; one watchdog thread watches them all
     (it was a thread per download: a fetch of fifty outputs started fifty)."""

@@ -35,6 +35,15 @@ def test_a_stop_cuts_short_the_transports_retry_after_wait(client, sim):
     assert time.monotonic() - started < 0.3 + 2.0  # generous on a loaded machine; it slept 10 s before
 
 
+def test_a_stop_cuts_short_a_reply_that_is_slow_to_come(client, sim):
+    handle = client.create_task(WORKFLOWS["empty"])
+    sim.fault("outputs", "delay", seconds=20)
+    started = time.monotonic()
+    with stop.stop_when(stop_after(0.3)), pytest.raises(errors.WaitInterrupted):
+        client.outputs(handle.task_id)
+    assert time.monotonic() - started < 0.3 + 2.0  # it waited for the reply (20 s) before
+
+
 @pytest.mark.parametrize("fault", [dict(kind="http_error", status=503), dict(kind="http_error", status=429),
                                    dict(kind="reset_before"), dict(kind="html_502")])
 def test_an_outage_on_outputs_mid_run_is_ridden_out_with_one_create(client, sim, fault):
