@@ -99,6 +99,20 @@ class LedgerError(RunningHubError):
     """The ledger file cannot be used (damaged, not writable)."""
 
 
+def written_for_existing_task(write: Callable[[], Any], task_id: str | None) -> bool:
+    """A ledger write about a task that exists already (created, moved on, finished): a
+    failure is logged, not raised. The task runs and bills either way, so the run goes on
+    following it; only a restart can then not re-attach to it. False when the write failed."""
+    try:
+        write()
+        return True
+    except LedgerError as exc:
+        cause = exc.__cause__ or exc
+        log.warning("the task ledger could not record RunningHub task %s (%s: %s); the run goes on following it, "
+                    "but a restart will not re-attach to it", task_id, type(cause).__name__, cause)
+        return False
+
+
 class TaskMayExistError(RunningHubError):
     """An earlier run with the same fingerprint may have created a billed task whose id is
     unknown: never create another one without the user's say."""

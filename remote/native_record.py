@@ -10,7 +10,7 @@ from contextlib import nullcontext
 from typing import Any, Callable, Mapping
 
 from ..client.errors import TaskCancelledError, TaskFailedError, TaskNotFoundError, WaitInterrupted
-from ..client.ledger import MAY_EXIST, SUBMITTING, LedgerEntry, RunFingerprint
+from ..client.ledger import MAY_EXIST, SUBMITTING, LedgerEntry, RunFingerprint, written_for_existing_task
 from .native_result import NativePromptResult
 from .reattach import LedgerRun, RunJournal, may_exist_error
 
@@ -93,12 +93,17 @@ class NativeRecord:
                                            node_id=self.journal.node_id, task_id=prompt_id)
 
     def created(self, prompt_id: str, state: str = "QUEUED") -> None:
-        if self.entry is not None:
-            self.ledger.created(self.entry, prompt_id, state)
+        self._write(lambda entry: self.ledger.created(entry, prompt_id, state), prompt_id)
 
     def moved(self, state: str) -> None:
-        if self.entry is not None:
-            self.ledger.moved(self.entry, state)
+        self._write(lambda entry: self.ledger.moved(entry, state), None)
+
+    def _write(self, write: Callable[[int], Any], prompt_id: str | None) -> None:
+        """A write about a prompt that was sent: a failure does not end the run (the entry,
+        which holds the prompt id from `begin`, then stays as it was for the next run)."""
+        entry = self.entry
+        if entry is not None and not written_for_existing_task(lambda: write(entry), prompt_id):
+            self.entry = None
 
     def uncertain(self, message: str) -> None:
         if self.entry is not None:
@@ -117,9 +122,8 @@ class NativeRecord:
         return found if found is not None and found.status == "CANCEL" else None
 
     def finished(self, status: str, *, outputs: Mapping[str, Any] | None = None, message: str = "") -> None:
-        if self.entry is not None:
-            self.ledger.finished(self.entry, status, message=message,
-                                 outputs=outputs_for_ledger(outputs) if outputs is not None else None)
+        self._write(lambda entry: self.ledger.finished(entry, status, message=message, outputs=outputs_for_ledger(
+            outputs) if outputs is not None else None), None)
 
     def outcome(self, wait: Callable[[], NativePromptResult]) -> NativePromptResult:
         """`wait()`, recording how it ended; a wait that ended without an answer (an outage,

@@ -23,7 +23,8 @@ from typing import Callable, Iterable, Iterator, TypeVar
 
 from ..client.errors import (ProtocolError, RunningHubError, SubmissionUncertainError, TaskCancelledError,
                              TaskFailedError, TaskNotFoundError, WaitInterrupted)
-from ..client.ledger import MAY_EXIST, SUBMITTING, LedgerEntry, RunFingerprint, TaskLedger, TaskMayExistError
+from ..client.ledger import (MAY_EXIST, SUBMITTING, LedgerEntry, RunFingerprint, TaskLedger, TaskMayExistError,
+                            written_for_existing_task)
 from ..client.overrides import NodeOverride, merge_overrides
 from ..client.polling import TaskProgress
 from ..client.records import TaskHandle, TaskResult
@@ -64,6 +65,7 @@ class LedgerRun:
         self.fingerprint = fingerprint
         self.tick = tick
         self.entry: int | None = None
+        self._unrecorded: TaskHandle | None = None  # created, but the ledger could not say so yet
 
     @contextmanager
     def turn(self, should_stop: Callable[[], bool] | None = None) -> Iterator[None]:
@@ -113,7 +115,8 @@ class LedgerRun:
             except BaseException as exc:  # anything unforeseen: the create may have gone out
                 self.ledger.uncertain(self.entry, f"{type(exc).__name__}: {exc}"[:500])
                 raise
-            self.ledger.created(self.entry, handle.task_id, handle.state.value)
+            self._unrecorded = handle
+            self._write(None)
             return handle
 
         return create_recorded
@@ -126,7 +129,8 @@ class LedgerRun:
             state = progress.state.value
             if self.entry is not None and not progress.state.finished and seen[-1:] != [state]:
                 seen.append(state)
-                self.ledger.moved(self.entry, state)
+                entry = self.entry
+                self._write(lambda: self.ledger.moved(entry, state))
             if on_progress is not None:
                 on_progress(progress)
 
@@ -156,7 +160,24 @@ class LedgerRun:
 
     def _finish(self, status: str, *, result: TaskResult | None = None, message: str = "") -> None:
         if self.entry is not None:
-            self.ledger.finished(self.entry, status, result=result, message=message)
+            entry = self.entry
+            self._write(lambda: self.ledger.finished(entry, status, result=result, message=message))
+
+    def _write(self, write: Callable[[], object] | None) -> None:
+        """A ledger write about the created task, after the create's own record if that could
+        not be written at the time (a ledger locked or failing then): a failure is logged and
+        the run goes on following its task. Until the create is recorded the entry stays as
+        begun, so the same run again asks the user rather than creating a second task."""
+        if self.entry is None:
+            return
+        handle, entry = self._unrecorded, self.entry
+        if handle is not None:
+            if not written_for_existing_task(lambda: self.ledger.created(entry, handle.task_id, handle.state.value),
+                                             handle.task_id):
+                return
+            self._unrecorded = None
+        if write is not None:
+            written_for_existing_task(write, handle.task_id if handle is not None else None)
 
 
 class _Turn:

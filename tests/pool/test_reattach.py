@@ -3,6 +3,7 @@ with the same fingerprint does in every state the first one can leave behind."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 
 import pytest
@@ -176,6 +177,48 @@ def test_a_task_created_with_part_of_its_graph_rejected_is_followed_not_forgotte
     [entry] = book.entries()
     assert entry.status == "SUCCESS" and entry.task_id == task.task_id
     assert scale_run().task_id == task.task_id and sim.count("create") == 1
+
+
+@pytest.mark.parametrize("lock_seconds", [2.5, None])
+def test_a_ledger_that_cannot_record_a_created_task_does_not_end_its_run(sim, book, monkeypatch, caplog,
+                                                                          lock_seconds):
+    """Another process holds the ledger locked longer than a writer waits, just while the
+    create is in flight: the task exists and bills, so the run follows it to its outputs
+    (a warning says so). A lock that ends before the run does (2.5 s): the create is recorded
+    late and the same run again reuses the task. One that outlasts the run: the entry stays
+    as begun, and the same run again asks the user (the task may exist) instead of creating
+    a second one."""
+    monkeypatch.setattr(ledger_mod, "BUSY_TIMEOUT", 0.3)
+    sim.configure(run_seconds=3.0)
+    sim.fault("create", "delay", seconds=1.5)
+    pool = make_pool(sim, [0])
+    release = threading.Event()
+
+    def lock_while_creating():
+        wait_until(lambda: book.entries() and book.entries()[0].status == "SUBMITTING", timeout=30)
+        with sqlite3.connect(book.path, isolation_level=None) as conn:
+            conn.execute("BEGIN EXCLUSIVE")
+            release.wait(lock_seconds or 60)
+            conn.execute("ROLLBACK")
+
+    locker = threading.Thread(target=lock_while_creating, daemon=True)
+    locker.start()
+    try:
+        task = run(pool, book)
+    finally:
+        release.set()
+        locker.join(10)
+    assert task.result is not None and sim.count("create") == 1
+    assert "could not record RunningHub task " + task.task_id in caplog.text
+    if lock_seconds:
+        [entry] = book.entries()
+        assert (entry.status, entry.task_id) == ("SUCCESS", task.task_id)
+        assert run(pool, book).task_id == task.task_id
+    else:
+        assert [e.status for e in book.entries()] == ["SUBMITTING"]
+        with pytest.raises(ledger_mod.TaskMayExistError):
+            run(pool, book)
+    assert sim.count("create") == 1
 
 
 def test_a_failed_task_is_not_reused(sim, book):
