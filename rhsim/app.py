@@ -17,7 +17,7 @@ from .executors.base import Executor, PromptInvalid, RunContext
 from .faults import FaultBoard
 from .progress import TaskFeed
 from .protocol import ApiError, redact
-from .storage import UPLOAD_KINDS, Storage
+from .storage import UPLOAD_KINDS, Storage, sniff_extension
 from .tasks import FAILED, RUNNING, SUCCESS, WAITING, Task, TaskManager, WebhookRecord, new_client_id
 from .webhook import deliver_webhook, webhook_allowed
 from .workflows import WorkflowStore, apply_overrides, check_overrides, parse_graph_string, parse_node_info_list
@@ -230,6 +230,8 @@ class SimApp:
             personal = personal.lower() == "true"
         if personal is None:
             personal = False
+        if type(personal) is int and personal in (0, 1):  # Jackson reads 0 and 1 as booleans
+            personal = bool(personal)
         if not isinstance(personal, bool):
             raise ApiError(P.PARAMS_INVALID, "usePersonalQueue must be a boolean")
         add_metadata = body.get("addMetadata", True)
@@ -426,13 +428,11 @@ class SimApp:
         if "file" not in fields or fields["file"][0] is None:
             raise ApiError(P.PARAMS_INVALID, "file is required")
         file_type = form_text(fields, "fileType")
-        if not file_type:
-            raise ApiError(P.PARAMS_INVALID, "fileType is required")
-        if file_type not in ("image", "video", "audio", "input"):
+        if file_type and file_type not in ("image", "video", "audio", "input"):
             raise ApiError(P.PARAMS_INVALID, f"fileType must be image, video, audio or input, not {file_type!r}")
         filename, data = fields["file"]
-        name, _kind = self.upload(account, data, filename or "", file_type)
-        return self.ok({"fileName": name, "fileType": file_type})
+        name, kind = self.upload(account, data, filename or "", file_type)
+        return self.ok({"fileName": name, "fileType": file_type or kind})  # many clients send no fileType
 
     def upload(self, account: Account, data: bytes, filename: str, file_type: str | None) -> tuple[str, str]:
         """Stores an upload; returns (fileName, kind)."""
@@ -442,6 +442,8 @@ class SimApp:
                            f"APIKEY_FILE_SIZE_EXCEEDED: file is {len(data)} bytes, the limit is "
                            f"{self.settings.max_upload_mb:g} MB")
         ext = filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
+        if not ext:  # e.g. "blob" or "file" (a browser Blob, requests' bare bytes): by its content
+            ext = sniff_extension(data) or ext
         if ext not in UPLOAD_KINDS:
             raise ApiError(P.PARAMS_INVALID,
                            f"unsupported file type {ext or '(none)'!r}; accepted: {', '.join(UPLOAD_KINDS)}")

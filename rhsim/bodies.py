@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import urllib.parse
 from typing import TYPE_CHECKING
 
 from . import protocol as P
@@ -53,7 +54,8 @@ def parse_multipart(body: bytes, content_type: str) -> dict[str, tuple[str | Non
     """multipart/form-data as {field: (filename or None, bytes)}.
 
     Parsed from the whole body rather than streamed: uploads are capped (30 MB) before this
-    runs, and a lenient parser accepts what hand-written clients send."""
+    runs, and a lenient parser accepts what hand-written clients send: bare LF line ends,
+    unquoted names, and RFC 5987 `filename*=UTF-8''…`."""
     match = re.search(r'boundary="?([^";]+)"?', content_type or "")
     if not match:
         raise ApiError(P.PARAMS_INVALID, "multipart/form-data with a boundary is required")
@@ -62,20 +64,32 @@ def parse_multipart(body: bytes, content_type: str) -> dict[str, tuple[str | Non
     for part in body.split(boundary)[1:]:
         if part.startswith(b"--"):
             break
-        part = part[2:] if part.startswith(b"\r\n") else part
-        head, sep, content = part.partition(b"\r\n\r\n")
+        newline = b"\r\n" if part.startswith(b"\r\n") else b"\n"
+        part = part[len(newline):] if part.startswith(newline) else part
+        head, sep, content = part.partition(newline * 2)
         if not sep:
             continue
-        if content.endswith(b"\r\n"):
-            content = content[:-2]
-        headers = head.decode("utf-8", "replace")
-        disposition = next((line for line in headers.split("\r\n")
-                            if line.lower().startswith("content-disposition")), "")
-        name = re.search(r'\bname="([^"]*)"', disposition)
-        filename = re.search(r'\bfilename="([^"]*)"', disposition)
-        if name:
-            fields[name.group(1)] = (filename.group(1) if filename else None, content)
+        if content.endswith(newline):
+            content = content[:-len(newline)]
+        headers = head.decode("utf-8", "replace").split(newline.decode())
+        disposition = next((line for line in headers if line.lower().startswith("content-disposition")), "")
+        name = _parameter(disposition, "name")
+        if name is not None:
+            fields[name] = (_filename(disposition), content)
     return fields
+
+
+def _parameter(disposition: str, key: str) -> str | None:
+    """A Content-Disposition parameter, quoted or not."""
+    found = re.search(rf'(?:^|;)\s*{key}\s*=\s*(?:"([^"]*)"|([^;\s]+))', disposition, re.IGNORECASE)
+    return None if found is None else found.group(1) if found.group(1) is not None else found.group(2)
+
+
+def _filename(disposition: str) -> str | None:
+    extended = re.search(r"(?:^|;)\s*filename\*\s*=\s*([^']*)'[^']*'([^;\s]+)", disposition, re.IGNORECASE)
+    if extended:
+        return urllib.parse.unquote(extended.group(2), encoding=extended.group(1) or "utf-8", errors="replace")
+    return _parameter(disposition, "filename")
 
 
 def form_text(fields: dict, name: str) -> str:

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from aiohttp import web
+from yarl import URL
 
 from . import protocol as P
 from .app import SimApp, v2_error
@@ -48,6 +49,9 @@ def make_api_app(app: SimApp) -> web.Application:
     api = web.Application()
 
     async def dispatch(request: web.Request) -> web.StreamResponse:
+        clean = _normalized(request.path)
+        if clean != request.path:
+            request = request.clone(rel_url=URL.build(path=clean, query_string=request.query_string, encoded=True))
         try:
             return await route(request, app)
         except (ConnectionError, asyncio.CancelledError):
@@ -67,6 +71,13 @@ def make_api_app(app: SimApp) -> web.Application:
 
     api.on_cleanup.append(close_native)
     return api
+
+
+def _normalized(path: str) -> str:
+    """The path as the real service's front (nginx, Spring) treats it: repeated slashes
+    merged, a trailing slash dropped (a client whose base URL ends in "/" works)."""
+    path = re.sub(r"/{2,}", "/", path)
+    return path.rstrip("/") or "/"
 
 
 async def _server_header(request: web.Request, reply: web.StreamResponse) -> None:
@@ -154,7 +165,7 @@ async def v1_upload(request: web.Request, app: SimApp) -> web.StreamResponse:
             fields = parse_multipart(raw, request.headers.get("Content-Type", ""))
         except ApiError as err:
             error = err
-    key = form_text(fields, "apiKey") or bearer(request)
+    key = form_text(fields, "apiKey") or request.query.get("apiKey") or request.query.get("apikey") or bearer(request)
     app.count("upload", key)
     fault, early = await _fault_before(request, app, "upload")
     if early is not None:

@@ -18,6 +18,26 @@ UPLOAD_KINDS = {
     "mp4": "video", "avi": "video", "mov": "video", "mkv": "video",
 }
 
+_SIGNATURES = (  # (offset, bytes, extension) of the accepted upload types
+    (0, b"\x89PNG\r\n\x1a\n", "png"), (0, b"\xff\xd8\xff", "jpg"), (0, b"PK\x03\x04", "zip"),
+    (0, b"fLaC", "flac"), (0, b"ID3", "mp3"), (0, b"\x1a\x45\xdf\xa3", "mkv"), (4, b"ftypqt", "mov"),
+    (4, b"ftyp", "mp4"),
+)
+_RIFF = {b"WEBP": "webp", b"WAVE": "wav", b"AVI ": "avi"}
+
+
+def sniff_extension(data: bytes) -> str | None:
+    """The upload type of a file by its first bytes (for a file sent without a usable name)."""
+    if data[:4] == b"RIFF":
+        return _RIFF.get(data[8:12])
+    for offset, magic, ext in _SIGNATURES:
+        if data[offset:offset + len(magic)] == magic:
+            return ext
+    if len(data) > 1 and data[0] == 0xFF and data[1] & 0xE0 == 0xE0:  # an MPEG audio frame
+        return "mp3"
+    return None
+
+
 _CONTENT_TYPES = {
     "png": "image/png", "jpg": "image/jpeg", "jpeg": "image/jpeg", "webp": "image/webp",
     "gif": "image/gif", "mp4": "video/mp4", "webm": "video/webm", "mov": "video/quicktime",

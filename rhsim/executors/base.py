@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import traceback as tb_module
 from dataclasses import dataclass, field
@@ -103,7 +104,8 @@ def failed_reason(
         "exception_message": message,
         "traceback": json.dumps(list(traceback or []), ensure_ascii=False),
         "current_inputs": current_inputs if isinstance(current_inputs, str) else json.dumps(current_inputs or {}, ensure_ascii=False, default=str),
-        "current_outputs": current_outputs if isinstance(current_outputs, str) else json.dumps(current_outputs or {}, ensure_ascii=False, default=str),
+        # the ids of the nodes that had run (a JSON list, as the real replies and the README say)
+        "current_outputs": current_outputs if isinstance(current_outputs, str) else json.dumps(list(current_outputs or []), ensure_ascii=False, default=str),
     }
 
 
@@ -115,11 +117,14 @@ def exception_type_name(exc: BaseException) -> str:
 
 
 def format_traceback(exc: BaseException) -> list[str]:
-    return tb_module.format_tb(exc.__traceback__)
+    """The traceback's lines, each file named as in a ComfyUI install (not the simulator's
+    own paths on the tester's machine)."""
+    return [re.sub(r'File "[^"]*[\\/]([^"\\/]+)"', r'File "/ComfyUI/\1"', line)
+            for line in tb_module.format_tb(exc.__traceback__)]
 
 
 def cancelled_reason(node_id: str = "", node_name: str = "") -> dict:
     return failed_reason(
         node_id, node_name, "comfy.model_management.InterruptProcessingException",
-        "Task cancelled through the API", [], {}, {},
+        "Task cancelled through the API", [], {}, [],
     )

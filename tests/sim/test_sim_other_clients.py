@@ -5,6 +5,7 @@ test says so."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import time
@@ -213,3 +214,78 @@ def test_undocumented_lora_upload_is_a_wrong_path(sim):
     reply = requests.post(sim.base_url + "/api/openapi/getLoraUploadUrl", timeout=10,
                           json={"apiKey": sim.keys[0], "loraName": "x", "md5Hex": "0" * 32}).json()
     assert reply == {"code": 412, "msg": "TOKEN_INVALID", "data": None}
+
+
+def test_uploads_as_hand_written_clients_send_them(sim):
+    """Public clients upload without `fileType`, with the key in the query string, a browser
+    Blob named "blob", RFC 5987 file names, unquoted names or bare LF line ends: each is
+    stored by its content (the real service takes them; it answered 301 before)."""
+    data = _png(77)
+    expected = f"api/{hashlib.sha256(data).hexdigest()}.png"
+    url = sim.base_url + "/task/openapi/upload"
+
+    def multipart(parts: list[tuple[str, bytes]], newline: bytes = b"\r\n") -> tuple[bytes, str]:
+        body = b"".join(b"--XyZ" + newline + head.encode().replace(b"\r\n", newline) + newline * 2 + content + newline
+                        for head, content in parts) + b"--XyZ--" + newline
+        return body, "multipart/form-data; boundary=XyZ"
+
+    key_part = ('Content-Disposition: form-data; name="apiKey"', sim.keys[0].encode())
+    cases = {
+        "no fileType": multipart([key_part, ('Content-Disposition: form-data; name="file"; filename="a.png"\r\n'
+                                             'Content-Type: image/png', data)]),
+        "a Blob": multipart([key_part, ('Content-Disposition: form-data; name="file"; filename="blob"', data)]),
+        "RFC 5987 name, unquoted": multipart([('Content-Disposition: form-data; name=apiKey', sim.keys[0].encode()),
+                                              ("Content-Disposition: form-data; name=file; "
+                                               "filename*=UTF-8''%E5%9B%BE.png", data)]),
+        "bare LF": multipart([key_part, ('Content-Disposition: form-data; name="file"; filename="a.png"', data)],
+                             newline=b"\n"),
+    }
+    for what, (body, content_type) in cases.items():
+        reply = requests.post(url, data=body, headers={"Content-Type": content_type}, timeout=10).json()
+        assert reply["code"] == 0 and reply["data"]["fileName"] == expected, (what, reply)
+    assert reply["data"]["fileType"] == "image"  # the kind, when the client named none
+    in_query = requests.post(url, params={"apiKey": sim.keys[0]}, files={"file": ("a.png", data)}, timeout=10).json()
+    assert in_query["code"] == 0 and in_query["data"]["fileName"] == expected
+    unknown = requests.post(url, data={"apiKey": sim.keys[0]}, files={"file": ("blob", b"plain text")}, timeout=10)
+    assert unknown.json()["code"] == 301  # not an accepted type by name or content
+
+
+def test_paths_with_a_doubled_or_trailing_slash_and_jackson_booleans(sim):
+    """A base URL ending in "/" makes `//task/openapi/create`; some clients end paths with
+    "/"; Jackson takes 0 and 1 for booleans. The real front merges and drops the slashes."""
+    import http.client
+
+    host, port = urlsplit(sim.base_url).hostname, urlsplit(sim.base_url).port
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+
+    def post(path: str, body: dict) -> dict:
+        conn.request("POST", path, json.dumps({**body, "apiKey": sim.keys[0]}), {"Content-Type": "application/json"})
+        reply = conn.getresponse()
+        assert reply.status == 200, (path, reply.status)
+        return json.loads(reply.read())
+
+    created = post("//task/openapi/create", {"workflowId": WORKFLOWS["noise"], "usePersonalQueue": 1})
+    assert created["code"] == 0, created
+    task_id = created["data"]["taskId"]
+    assert sim.wait_for(lambda: post("/task/openapi/status/", {"taskId": task_id})["data"] == "SUCCESS")
+    assert post("/task/openapi//outputs/", {"taskId": task_id})["code"] == 0
+    conn.close()
+
+
+def test_a_cancelled_tasks_reason_lists_the_nodes_that_ran_and_tracebacks_name_no_simulator_path(sim):
+    sim.configure(run_seconds=5)
+    base = {"apiKey": sim.keys[0]}
+    task_id = requests.post(sim.base_url + "/task/openapi/create", timeout=10,
+                            json={**base, "workflowId": WORKFLOWS["noise"]}).json()["data"]["taskId"]
+    assert requests.post(sim.base_url + "/task/openapi/cancel", json={**base, "taskId": task_id}, timeout=10
+                         ).json()["code"] == 0
+    reply = requests.post(sim.base_url + "/task/openapi/outputs", json={**base, "taskId": task_id}, timeout=10).json()
+    assert reply["code"] == 805 and isinstance(json.loads(reply["data"]["failedReason"]["current_outputs"]), list)
+    sim.configure(run_seconds=0)
+    failed = requests.post(sim.base_url + "/task/openapi/create", timeout=10,
+                           json={**base, "workflowId": WORKFLOWS["fail"]}).json()["data"]["taskId"]
+    assert sim.wait_for(lambda: sim.task(failed)["status"] == "FAILED")
+    reason = requests.post(sim.base_url + "/task/openapi/outputs", json={**base, "taskId": failed}, timeout=10
+                           ).json()["data"]["failedReason"]
+    lines = json.loads(reason["traceback"])
+    assert lines and all("rhsim" not in line and "/work/" not in line for line in lines), lines
