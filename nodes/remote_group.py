@@ -118,7 +118,9 @@ def _run(spec: GroupSpec, ins: dict, acct, sweep, index: int, should_stop, promp
                                    site=acct.site.base_url)
         journal = _journal(acct, prompt_id, node_id, index)
         parts = group_run.fingerprint_parts(acct.site.base_url, acct.profile, prepared)
-        if _ran_before(native, journal, parts):  # re-attached to or reused: files go up only if a new prompt is due
+        earlier = _earlier_run(native, journal, parts)
+        if earlier is not None:  # re-attached to or reused: files go up only if a new prompt is due
+            native = _sender_of(acct, earlier, native)  # only that key's remote knows the prompt
             if early is not None:
                 early.close()  # that earlier prompt has its own socket, if any
                 early = None
@@ -195,11 +197,26 @@ def _early_socket(native, prompt: dict, prefetch):
     return EarlySocket.open(native, prompt, on_executed=prefetch.executed)
 
 
-def _ran_before(native, journal, parts: dict) -> bool:
-    """The ledger has an earlier run of the same inputs (run_prompt re-attaches to it)."""
+def _earlier_run(native, journal, parts: dict):
+    """The ledger's earlier run of the same inputs (run_prompt re-attaches to it), or None."""
     from ..remote.native_record import fingerprint_for
 
-    return journal.ledger.lookup(fingerprint_for(native.site.base_url, journal, {}, parts)) is not None
+    return journal.ledger.lookup(fingerprint_for(native.site.base_url, journal, {}, parts))
+
+
+def _sender_of(acct, earlier, native):
+    """The native client of the key that sent the earlier run's prompt (by its last 4 in the
+    ledger), when that is not `native`'s: the account's first usable key can change between
+    runs (a key without balance is set aside, the profile's keys edited)."""
+    if not earlier.key_hint or earlier.key_hint == native.key.hint:
+        return native
+    from ..remote.native_shared import shared_native
+
+    senders = [c for c in accounts.pool_for(acct).clients() if c.key.hint == earlier.key_hint]
+    if len(senders) != 1:  # that key left the profile (or two end alike): the lookup then says what it can
+        return native
+    log.info("native prompt %s was sent with key %s: re-attaching with that key", earlier.task_id, earlier.key_hint)
+    return shared_native(senders[0])
 
 
 def _run_prompt(native, prompt: dict, *, journal, parts: dict, should_stop, on_status, early=None,

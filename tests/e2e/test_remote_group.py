@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import io
 import json
+import time
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from support import secret_scan
-from support.simulator import Simulator, random_keys
+from support.graphs import run_fetch
+from support.simulator import WORKFLOWS, Simulator, random_keys
 from support.images import png_bytes
 
 pytestmark = pytest.mark.e2e
@@ -229,6 +231,34 @@ def test_after_a_restart_the_same_group_reuses_its_remote_prompt(sim, comfy_host
     assert "re-attached to an earlier run" in statuses(second, info["node_id"])[-1]["line"]
     assert "re-attached" in second.outputs[info["node_id"]]["text"][0]  # the node's final status, in the history
     host.stop()
+
+
+def test_a_run_again_uses_the_key_that_sent_the_earlier_prompt(host, sim):
+    """Between two runs of the same group the profile's first usable key changes (a workflow
+    run found it out of coins and set it aside): the second run must reuse the first's
+    prompt with the key that sent it (only that key's remote knows the prompt and serves
+    its files), not fail or pay again."""
+    first_key, second_key = sim.keys[0], sim.keys[1]
+    reply = host.post("/runninghub/profiles/pair", json={"site": "custom", "base_url": sim.base_url,
+                                                         "keys": [first_key, second_key]})
+    assert reply.status_code == 200, reply.text
+    image = local_image(host, 25)
+    prompt, [info] = converted(host, chain(image, "pair"), {**GROUP, "account": "pair"})
+    first = host.run(prompt, timeout=180)
+    assert first.status == "success", first.error
+    [want] = saved(host, first, "14")
+    [sent] = sim.native_prompts()
+    assert sent["key"] == sim.redacted(first_key)
+    sim.fault("create", "api_error", code=416)  # the first key has no coins left for a workflow run
+    host.run(run_fetch(WORKFLOWS["noise"], account="pair"), timeout=120)
+    assert sim.count("create", first_key) == 1  # tried, refused: set aside in the profile's key pool
+    assert host.post("/free", json={"unload_models": False, "free_memory": True}).status_code == 200
+    time.sleep(2.0)  # ComfyUI's worker drops its cached outputs: the group runs again
+    second = host.run(prompt, timeout=180)
+    assert second.status == "success", second.error
+    [got] = saved(host, second, "14")
+    assert np.array_equal(got, want) and len(sim.native_prompts()) == 1
+    assert "re-attached to an earlier run" in statuses(second, info["node_id"])[-1]["line"]
 
 
 def test_a_refused_key_is_named_by_its_last_four_only(host, sim):
