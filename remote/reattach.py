@@ -15,6 +15,7 @@ records.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,12 +26,15 @@ from ..client.errors import (ProtocolError, RunningHubError, SubmissionUncertain
                              TaskFailedError, TaskNotFoundError, WaitInterrupted)
 from ..client.ledger import (MAY_EXIST, SUBMITTING, LedgerEntry, RunFingerprint, TaskLedger, TaskMayExistError,
                             written_for_existing_task)
+from ..client import file_lock
 from ..client.overrides import NodeOverride, merge_overrides
 from ..client.polling import TaskProgress
 from ..client.records import TaskHandle, TaskResult
 from ..client.sites import Site
 
 log = logging.getLogger("runninghub_bridge.remote")
+
+LOCK_FILES = 1024  # between processes, runs take turns on one of this many lock files (by fingerprint)
 T = TypeVar("T")
 #: Replies of a create that may still have made a task: never forget those entries.
 MAYBE_CREATED = (SubmissionUncertainError, ProtocolError)
@@ -69,21 +73,30 @@ class LedgerRun:
 
     @contextmanager
     def turn(self, should_stop: Callable[[], bool] | None = None) -> Iterator[None]:
-        """Runs of one fingerprint in this process (twin nodes, a re-queue while the first is
-        still submitting) look up and create one at a time, so the second finds the first's
-        task instead of creating its own. Hold it from `earlier()` until the create is recorded."""
+        """Runs of one fingerprint (twin nodes, a re-queue while the first is still submitting,
+        another ComfyUI on the same user folder) look up and create one at a time, so the
+        second finds the first's task instead of creating its own. Hold it from `earlier()`
+        until the create is recorded. In this process a lock per fingerprint; between
+        processes a file lock beside the ledger (one of LOCK_FILES, by fingerprint)."""
+        stopped = should_stop or (lambda: False)
         turn = _turn_for(self.fingerprint.digest())
         try:
             while not turn.lock.acquire(timeout=self.tick):
-                if should_stop is not None and should_stop():
-                    raise WaitInterrupted("Interrupted while another run with the same inputs and seed was "
-                                          "submitting; nothing was created by this one.")
+                if stopped():
+                    raise _waited_for_twin()
             try:
-                yield
+                with file_lock.held(self._lock_file(), gave_up=stopped):
+                    yield
+            except TimeoutError:
+                raise _waited_for_twin() from None
             finally:
                 turn.lock.release()
         finally:
             _turn_done(self.fingerprint.digest(), turn)
+
+    def _lock_file(self) -> str:
+        bucket = int(self.fingerprint.digest()[:8], 16) % LOCK_FILES
+        return os.path.join(os.path.dirname(os.path.abspath(self.ledger.path)), "turns", f"{bucket:04d}.lock")
 
     def earlier(self) -> LedgerEntry | None:
         """The task to re-attach to, or None to create one (call it during your `turn`)."""
@@ -178,6 +191,11 @@ class LedgerRun:
             self._unrecorded = None
         if write is not None:
             written_for_existing_task(write, handle.task_id if handle is not None else None)
+
+
+def _waited_for_twin() -> WaitInterrupted:
+    return WaitInterrupted("Interrupted while another run with the same inputs and seed was submitting; nothing "
+                           "was created by this one.")
 
 
 class _Turn:

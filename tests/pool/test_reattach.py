@@ -4,7 +4,12 @@ with the same fingerprint does in every state the first one can leave behind."""
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
+import textwrap
 import threading
+import time
+from pathlib import Path
 
 import pytest
 
@@ -280,3 +285,42 @@ def test_a_task_left_running_at_shutdown_is_reattached_by_the_next_run(sim, book
     shutdown._shutdown.clear()  # the next process
     task = run(pool, book)
     assert task.task_id == entry.task_id and sim.count("create") == 1
+
+
+TWIN_PROCESS = textwrap.dedent("""
+    import sys, time
+    sys.path.insert(0, {tests!r})
+    from support.pack import pack_module
+    L, reattach = pack_module("client.ledger"), pack_module("remote.reattach")
+    NodeOverride = pack_module("client.overrides").NodeOverride
+    journal = reattach.RunJournal(L.TaskLedger({path!r}), account="default", seed=1)
+    run = journal.for_run(pack_module("client.sites").resolve_site(base_url="http://127.0.0.1:1"), "workflow", "42",
+                          "default", [NodeOverride("1", "seed", 5)])
+    while time.time() < {start}:  # both processes look up at the same moment
+        time.sleep(0.001)
+    with run.turn():
+        if run.earlier() is None:
+            entry = journal.ledger.begin(run.fingerprint)
+            time.sleep(0.5)  # the create on its way
+            journal.ledger.created(entry, sys.argv[1])
+            print("created", flush=True)
+        else:
+            print("found", flush=True)
+""")
+
+
+def test_two_comfyuis_on_one_user_folder_take_turns_on_the_same_run(tmp_path):
+    """Two processes queue the same run at the same moment on one task ledger: the second
+    waits for the first's create to be recorded and finds its task (it created its own)."""
+    script = tmp_path / "twin.py"
+    script.write_text(TWIN_PROCESS.format(tests=str(Path(__file__).resolve().parents[1]),
+                                          path=str(tmp_path / "tasks.sqlite3"), start=time.time() + 2.0))
+    procs = [subprocess.Popen([sys.executable, str(script), f"task-{n}"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for n in range(2)]
+    outs = []
+    for p in procs:
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err
+        outs.append(out.strip())
+    assert sorted(outs) == ["created", "found"]
+    assert len(ledger_mod.TaskLedger(tmp_path / "tasks.sqlite3").entries()) == 1
