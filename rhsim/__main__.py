@@ -24,6 +24,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m rhsim", description="Local RunningHub simulator.")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    p.add_argument("--public-host", default=None, metavar="NAME",
+                   help="the host name in the URLs replies carry (fileUrl, netWssUrl, download_url); default: the "
+                        "address bound to (127.0.0.1 when bound to every interface)")
     p.add_argument("--files-port", type=int, default=0,
                    help="port of the output host (same address as --host; 0 picks a free port)")
     p.add_argument("--workflows", required=True, type=Path,
@@ -46,9 +49,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-async def serve(app: SimApp, host: str, port: int, files_port: int) -> None:
+async def serve(app: SimApp, host: str, port: int, files_port: int, public_host: str | None = None) -> None:
     """Serves until SIGTERM or SIGINT; prints the one ready line once both hosts listen."""
-    listeners = await start_listeners(app, host, port, files_port)
+    listeners = await start_listeners(app, host, port, files_port, public_host)
     stopped = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -95,7 +98,7 @@ def main(argv=None) -> int:
     log.info("site %s, executor %s, keys %s, workflows %s, data %s", args.site, app.executor.name,
              ", ".join(redact(k) for k in args.key), args.workflows, data_dir)
     try:
-        asyncio.run(serve(app, args.host, args.port, args.files_port))
+        asyncio.run(serve(app, args.host, args.port, args.files_port, args.public_host))
     finally:
         app.tasks.stop()
         app.executor.close()

@@ -236,23 +236,28 @@ class Listeners:
         await self.files_runner.cleanup()
 
 
-async def _listen(web_app: web.Application, host: str, port: int) -> tuple[web.AppRunner, str]:
+async def _listen(web_app: web.Application, host: str, port: int,
+                  public_host: str | None = None) -> tuple[web.AppRunner, str]:
     runner = web.AppRunner(web_app, access_log=None, handle_signals=False, shutdown_timeout=5.0)
     await runner.setup()
     site = web.TCPSite(runner, host, port, backlog=128, reuse_address=True)
     await site.start()
     bound_host, bound_port = runner.addresses[0][:2]
-    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+    shown = public_host or ("127.0.0.1" if bound_host in ("0.0.0.0", "::") else bound_host)
+    shown = f"[{shown}]" if ":" in shown else shown
     return runner, f"http://{shown}:{bound_port}"
 
 
-async def start_listeners(app: SimApp, host: str, port: int, files_port: int = 0) -> Listeners:
+async def start_listeners(app: SimApp, host: str, port: int, files_port: int = 0,
+                          public_host: str | None = None) -> Listeners:
     """Starts the API host on `port` and the output host on `files_port` (0: any free port),
-    both on `host`, and tells `app` their addresses (replies use them, never a Host header).
+    both on `host`, and tells `app` their addresses (replies use them, never a Host header):
+    `public_host` names the machine in those addresses (for clients on other machines or in
+    containers); bound to every interface without it, they say 127.0.0.1.
 
     Every accepted socket has TCP_NODELAY on (asyncio sets it on TCP transports): with Nagle
     on, each request on a kept-alive connection waited ~40 ms for a delayed ACK."""
     asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(WORKER_THREADS, "rhsim-worker"))
-    runner, app.base_url = await _listen(make_api_app(app), host, port)
-    files_runner, app.files_base_url = await _listen(make_files_app(app), host, files_port)
+    runner, app.base_url = await _listen(make_api_app(app), host, port, public_host)
+    files_runner, app.files_base_url = await _listen(make_files_app(app), host, files_port, public_host)
     return Listeners(runner, files_runner)

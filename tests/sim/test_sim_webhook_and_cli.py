@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -143,6 +144,24 @@ def test_cli_line_log_and_key_redaction():
     assert "\u2026" + keys[0][-4:] in log and "create" in log
     for key in keys + ["9" * 32]:
         assert key not in log
+
+
+@pytest.mark.parametrize("public_host", [None, "localhost"])
+def test_bound_to_every_interface_replies_carry_a_reachable_host(public_host):
+    """Bound to 0.0.0.0 (a simulator other machines or containers reach), the URLs replies
+    carry name `--public-host`, else 127.0.0.1: never the unspecified 0.0.0.0."""
+    extra = ["--host", "0.0.0.0", "--run-seconds", "3"] + (["--public-host", public_host] if public_host else [])
+    with Simulator(extra_args=extra) as sim:
+        shown = public_host or "127.0.0.1"
+        assert urlsplit(sim.base_url).hostname == shown
+        data = requests.post(sim.base_url + "/task/openapi/create", timeout=10,
+                             json={"apiKey": sim.keys[0], "workflowId": WORKFLOWS["empty"]}).json()["data"]
+        assert urlsplit(data["netWssUrl"]).hostname == shown
+        assert sim.wait_for(lambda: sim.task(data["taskId"])["status"] == "SUCCESS", timeout=20)
+        items = requests.post(sim.base_url + "/task/openapi/outputs", timeout=10,
+                              json={"apiKey": sim.keys[0], "taskId": data["taskId"]}).json()["data"]
+        assert {urlsplit(i["fileUrl"]).hostname for i in items} == {shown}
+        assert requests.get(items[0]["fileUrl"], timeout=10).content[:4] == b"\x89PNG"
 
 
 def test_cli_prints_exactly_one_line_and_stops_on_sigterm():
