@@ -108,16 +108,17 @@ async def route(request: web.Request, app: SimApp) -> web.StreamResponse:
     return spring_error(404, path)
 
 
-async def _reply(request: web.Request, app: SimApp, payload: dict, fault) -> web.StreamResponse:
+async def _reply(request: web.Request, app: SimApp, payload: dict, fault, envelope=None) -> web.StreamResponse:
     body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-    return await send(request, 200, body, "application/json", fault=fault, envelope=app.finish)
+    return await send(request, 200, body, "application/json", fault=fault, envelope=envelope or app.finish)
 
 
-async def _fault_before(request: web.Request, app: SimApp, endpoint: str):
+async def _fault_before(request: web.Request, app: SimApp, endpoint: str, envelope=None):
     """(fault, early reply): a fault that does not perform the request answers at once."""
     fault = app.faults.take(endpoint)
     if fault is not None and not fault.commits:
-        return fault, await send(request, 200, b"", "application/json", fault=fault, envelope=app.finish)
+        return fault, await send(request, 200, b"", "application/json", fault=fault,
+                                 envelope=envelope or app.finish)
     return fault, None
 
 
@@ -193,7 +194,8 @@ async def v2_call(request: web.Request, app: SimApp) -> web.StreamResponse:
     is_upload = endpoint == "v2/upload"
     raw = await read_body(request, _upload_limit(app) if is_upload else None)
     app.count(endpoint, key)
-    fault, early = await _fault_before(request, app, endpoint)
+    envelope = _v2_upload_envelope if is_upload else _v2_envelope
+    fault, early = await _fault_before(request, app, endpoint, envelope)
     if early is not None:
         return early
     content_type = request.headers.get("Content-Type", "")
@@ -215,12 +217,28 @@ async def v2_call(request: web.Request, app: SimApp) -> web.StreamResponse:
             task_id = app.task_id_param(body)
             return app.v2_task_view(app.own_task(account, task_id))
         except ApiError as err:
-            if is_upload:
-                return {"code": int(P.V2_CODES.get(err.code, "1000")), "message": err.msg, "data": None}
-            return v2_error(err, task_id)
+            return _v2_upload_error(err) if is_upload else v2_error(err, task_id)
 
     reply = await asyncio.to_thread(perform)
-    return await _reply(request, app, reply, fault)
+    return await _reply(request, app, reply, fault, envelope)
+
+
+def _v2_code(code: int) -> str:
+    """A v2 error code for a v1 code, or a fault's own v2 code (1000–1999) as it is."""
+    return str(code) if 1000 <= code < 2000 else P.V2_CODES.get(code, "1000")
+
+
+def _v2_upload_error(err: ApiError) -> dict:
+    return {"code": int(_v2_code(err.code)), "message": err.msg, "data": None}
+
+
+def _v2_envelope(v1: dict) -> dict:
+    """An `api_error` fault on a v2 endpoint, in v2's shape (a string errorCode)."""
+    return {**v2_error(ApiError(v1["code"], v1["msg"], v1.get("data"))), "errorCode": _v2_code(v1["code"])}
+
+
+def _v2_upload_envelope(v1: dict) -> dict:
+    return _v2_upload_error(ApiError(v1["code"], v1["msg"]))
 
 
 # ---------------------------------------------------------------------- listeners

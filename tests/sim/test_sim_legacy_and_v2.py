@@ -100,3 +100,20 @@ def test_v2_upload_binary(api, sim):
                         headers={"Authorization": f"Bearer {sim.keys[0]}"},
                         files={"file": ("sound.wav", io.BytesIO(data))}, timeout=5).json()
     assert big["code"] == 1008 and big["data"] is None
+
+
+def test_an_api_error_fault_on_a_v2_endpoint_answers_in_v2s_shape(sim):
+    """A tester's injected business error on a v2 endpoint comes back as v2 answers errors: a
+    string errorCode (a v2 code as given, e.g. 1003 rate limited, or a v1 code's counterpart)."""
+    sim.fault("v2/query", "api_error", code=1003, msg="rate limited")
+    limited = _v2(sim, "/openapi/v2/query", {"taskId": "1234567890123456789"})
+    assert (limited["errorCode"], limited["errorMessage"], limited["status"]) == ("1003", "rate limited", "FAILED")
+    assert "code" not in limited
+    sim.fault("v2/run/workflow", "api_error", code=421)
+    full = _v2(sim, f"/openapi/v2/run/workflow/{WORKFLOWS['empty']}", {})
+    assert full["errorCode"] == "1011" and full["taskId"] == ""
+    sim.fault("v2/upload", "api_error", code=1501, msg="content moderation")
+    moderated = requests.post(sim.base_url + "/openapi/v2/media/upload/binary",
+                              headers={"Authorization": f"Bearer {sim.keys[0]}"},
+                              files={"file": ("a.wav", io.BytesIO(b"RIFF" + bytes(100)))}, timeout=5).json()
+    assert moderated == {"code": 1501, "message": "content moderation", "data": None}
