@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextvars
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -87,19 +87,28 @@ def pause(seconds: float, *, sleep: Callable[[float], None] = time.sleep, tick: 
     return not stop_requested()
 
 
-_helpers = ThreadPoolExecutor(max_workers=32, thread_name_prefix="rh-stoppable")
-
-
 def stoppable(call: Callable[[], T], *, what: str, on_abandoned: Callable[[T], None] | None = None) -> T:
     """`call()` (a request that may block for its whole read timeout) in a helper thread while
     this one watches the run's stop: a stop abandons it at once (WaitInterrupted; the call
     runs out in the background and `on_abandoned(result)` tidies what it returns). Only for
     calls that are safe to abandon (reads, repeatable uploads). Runs inline when no run's
-    stop is in effect, or in a shielded block."""
+    stop is in effect, or in a shielded block. The helper is a daemon thread of its own: an
+    abandoned call never holds up ComfyUI's exit (an executor's threads are joined at exit)."""
     check = _current.get()
     if check is None or check is _never:
         return call()
-    future = _helpers.submit(contextvars.copy_context().run, call)
+    future: Future = Future()
+    context = contextvars.copy_context()
+
+    def work() -> None:
+        try:
+            result = context.run(call)
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
+
+    threading.Thread(target=work, name="rh-stoppable", daemon=True).start()
     while True:
         try:
             return future.result(timeout=TICK)

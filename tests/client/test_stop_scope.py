@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import contextvars
+import subprocess
+import sys
 import threading
+import time
+from pathlib import Path
 
 from support.pack import pack_module
 
@@ -39,3 +43,29 @@ def test_pause_ends_early_on_a_stop_and_sleeps_in_ticks():
     with stop.stop_when(lambda: next(calls, True)):
         assert stop.pause(10.0, sleep=slept.append) is False
     assert slept == [stop.TICK, stop.TICK]
+
+
+ABANDONING_PROCESS = """
+import sys, time
+sys.path.insert(0, {tests!r})
+from support.pack import pack_module
+stop, errors = pack_module("client.stop"), pack_module("client.errors")
+started = time.monotonic()
+with stop.stop_when(lambda: time.monotonic() - started > 0.2):
+    try:
+        stop.stoppable(lambda: time.sleep(60), what="reply that never comes")
+    except errors.WaitInterrupted as exc:
+        print(exc, flush=True)
+"""
+
+
+def test_a_call_abandoned_by_a_stop_neither_blocks_the_run_nor_the_process_exit(tmp_path):
+    """The stop ends the wait at once; the abandoned call (a request hanging for its read
+    timeout) must not hold up the interpreter's exit either, as a thread pool's would."""
+    script = tmp_path / "abandon.py"
+    script.write_text(ABANDONING_PROCESS.format(tests=str(Path(__file__).resolve().parents[1])))
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "Interrupted during the reply that never comes."
+    assert time.monotonic() - started < 20  # the call sleeps 60 s
