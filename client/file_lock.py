@@ -38,16 +38,21 @@ else:
         fcntl.flock(fd, fcntl.LOCK_UN)
 
 
+class GaveUp(Exception):
+    """The wait for the lock was given up (`held`'s `gave_up()` said so)."""
+
+
 @contextmanager
 def held(path: str, *, gave_up: Callable[[], bool], tick: float = 0.05) -> Iterator[None]:
     """Hold the lock of `path` (created if missing) for the block, waiting in `tick` steps
-    while another process holds it; `gave_up()` true ends the wait (TimeoutError)."""
+    while another process holds it; `gave_up()` true ends the wait (GaveUp, raised before
+    the block only)."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         while not _try_lock(fd):
             if gave_up():
-                raise TimeoutError(f"the lock {path} is held by another process")
+                raise GaveUp(f"the lock {path} is held by another process")
             time.sleep(tick)
         try:
             yield

@@ -87,7 +87,7 @@ class LedgerRun:
             try:
                 with file_lock.held(self._lock_file(), gave_up=stopped):
                     yield
-            except TimeoutError:
+            except file_lock.GaveUp:
                 raise _waited_for_twin() from None
             finally:
                 turn.lock.release()

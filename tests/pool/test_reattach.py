@@ -324,3 +324,16 @@ def test_two_comfyuis_on_one_user_folder_take_turns_on_the_same_run(tmp_path):
         outs.append(out.strip())
     assert sorted(outs) == ["created", "found"]
     assert len(ledger_mod.TaskLedger(tmp_path / "tasks.sqlite3").entries()) == 1
+
+
+def test_an_error_inside_a_turn_comes_out_as_it_is(book):
+    """Only the wait for another process's turn becomes "interrupted while another run was
+    submitting": a timeout raised by the run itself (a socket's, say) is not renamed."""
+    overrides_mod = pack_module("client.overrides")
+    sites = pack_module("client.sites")
+    run_ = reattach.RunJournal(book, account="default", seed=1).for_run(
+        sites.resolve_site(base_url="http://127.0.0.1:1"), "workflow", "42", "default",
+        [overrides_mod.NodeOverride("1", "seed", 5)])
+    with pytest.raises(TimeoutError, match="the run's own"):
+        with run_.turn():
+            raise TimeoutError("the run's own")
