@@ -6,10 +6,14 @@ process dies, so a killed ComfyUI leaves no lock behind (only the empty file).""
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
+
+log = logging.getLogger("runninghub_bridge.client")
+_warned: set[str] = set()
 
 if os.name == "nt":  # pragma: no cover - exercised on Windows only
     import msvcrt
@@ -46,17 +50,43 @@ class GaveUp(Exception):
 def held(path: str, *, gave_up: Callable[[], bool], tick: float = 0.05) -> Iterator[None]:
     """Hold the lock of `path` (created if missing) for the block, waiting in `tick` steps
     while another process holds it; `gave_up()` true ends the wait (GaveUp, raised before
-    the block only)."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    the block only). Where no lock can be had (a read-only folder, a network filesystem
+    without locks) the block runs without one, as it did before there was a lock: logged once."""
     try:
-        while not _try_lock(fd):
-            if gave_up():
-                raise GaveUp(f"the lock {path} is held by another process")
-            time.sleep(tick)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        _without_lock(path, exc)
+        yield
+        return
+    try:
+        locked = _wait_for(fd, path, gave_up, tick)
         try:
             yield
         finally:
-            _unlock(fd)
+            if locked:
+                _unlock(fd)
     finally:
         os.close(fd)
+
+
+def _wait_for(fd: int, path: str, gave_up: Callable[[], bool], tick: float) -> bool:
+    """True once locked; False when the filesystem has no locks (ENOLCK, EOPNOTSUPP, ...)."""
+    while True:
+        try:
+            if _try_lock(fd):
+                return True
+        except OSError as exc:
+            _without_lock(path, exc)
+            return False
+        if gave_up():
+            raise GaveUp(f"the lock {path} is held by another process")
+        time.sleep(tick)
+
+
+def _without_lock(path: str, exc: OSError) -> None:
+    folder = os.path.dirname(path)
+    if folder not in _warned:
+        _warned.add(folder)
+        log.warning("no lock file can be used in %s (%s): two ComfyUIs sharing this user folder could both "
+                    "create the same run", folder, exc)

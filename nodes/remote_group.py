@@ -119,8 +119,9 @@ def _run(spec: GroupSpec, ins: dict, acct, sweep, index: int, should_stop, promp
         journal = _journal(acct, prompt_id, node_id, index)
         parts = group_run.fingerprint_parts(acct.site.base_url, acct.profile, prepared)
         earlier = _earlier_run(native, journal, parts)
+        senders = ()
         if earlier is not None:  # re-attached to or reused: files go up only if a new prompt is due
-            native = _sender_of(acct, earlier, native)  # only that key's remote knows the prompt
+            senders = _senders_of(acct, earlier, native)  # only that key's remote knows the prompt
             if early is not None:
                 early.close()  # that earlier prompt has its own socket, if any
                 early = None
@@ -130,7 +131,8 @@ def _run(spec: GroupSpec, ins: dict, acct, sweep, index: int, should_stop, promp
             result = _run_prompt(native, prepared.planned.prompt, journal=journal, parts=parts,
                                  should_stop=should_stop, on_status=functools.partial(_show_progress, sweep, index),
                                  early=early, needed_outputs=prepared.planned.output_nodes.values(),
-                                 ready=functools.partial(_uploaded_prompt, native, prepared, uploads))
+                                 ready=functools.partial(_uploaded_prompt, native, prepared, uploads),
+                                 senders=senders)
         values = group_run.collect_outputs(spec, prepared.planned.output_nodes, result.outputs,
                                            result.native.download, prefetch if result.native is native else None)
     finally:
@@ -204,24 +206,25 @@ def _earlier_run(native, journal, parts: dict):
     return journal.ledger.lookup(fingerprint_for(native.site.base_url, journal, {}, parts))
 
 
-def _sender_of(acct, earlier, native):
+def _senders_of(acct, earlier, native) -> tuple:
     """The native client of the key that sent the earlier run's prompt (by its last 4 in the
     ledger), when that is not `native`'s: the account's first usable key can change between
-    runs (a key without balance is set aside, the profile's keys edited)."""
+    runs (a key without balance is set aside, the profile's keys edited). run_prompt
+    re-attaches with it; a new prompt, if one is due, still goes with `native`."""
     if not earlier.key_hint or earlier.key_hint == native.key.hint:
-        return native
+        return ()
     from ..remote.native_shared import shared_native
 
     senders = [c for c in accounts.pool_for(acct).clients() if c.key.hint == earlier.key_hint]
     if len(senders) != 1:  # that key left the profile (or two end alike): the lookup then says what it can
-        return native
+        return ()
     log.info("native prompt %s was sent with key %s: re-attaching with that key", earlier.task_id, earlier.key_hint)
-    return shared_native(senders[0])
+    return (shared_native(senders[0]),)
 
 
 def _run_prompt(native, prompt: dict, *, journal, parts: dict, should_stop, on_status, early=None,
-                needed_outputs=None, ready=None):
+                needed_outputs=None, ready=None, senders=()):
     from ..remote.native_run import run_prompt
 
     return run_prompt(native, prompt, fingerprint_parts=parts, should_stop=should_stop, on_status=on_status,
-                      journal=journal, early=early, needed_outputs=needed_outputs, ready=ready)
+                      journal=journal, early=early, needed_outputs=needed_outputs, ready=ready, senders=senders)

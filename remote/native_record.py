@@ -99,11 +99,12 @@ class NativeRecord:
         self._write(lambda entry: self.ledger.moved(entry, state), None)
 
     def _write(self, write: Callable[[int], Any], prompt_id: str | None) -> None:
-        """A write about a prompt that was sent: a failure does not end the run (the entry,
-        which holds the prompt id from `begin`, then stays as it was for the next run)."""
+        """A write about a prompt that was sent: a failure is logged and does not end the run,
+        and the next write is tried as usual (the entry holds the prompt id from `begin`, so a
+        missed write leaves nothing the next run cannot look up)."""
         entry = self.entry
-        if entry is not None and not written_for_existing_task(lambda: write(entry), prompt_id):
-            self.entry = None
+        if entry is not None:
+            written_for_existing_task(lambda: write(entry), prompt_id)
 
     def uncertain(self, message: str) -> None:
         if self.entry is not None:

@@ -69,7 +69,8 @@ def run_prompt(native: NativeClient | KeyPool, prompt: Mapping[str, Any], *,
                policy: PollPolicy | None = None, capacity_budget: float = 600.0,
                socket_wait: float = SOCKET_WAIT, early: EarlySocket | None = None,
                needed_outputs: Iterable[str] | None = None,
-               ready: Callable[[], Mapping[str, Any]] | None = None) -> NativePromptResult:
+               ready: Callable[[], Mapping[str, Any]] | None = None,
+               senders: Iterable[NativeClient] = ()) -> NativePromptResult:
     """Run `prompt` (API format) on the native endpoint of `native` (a client, or a key pool
     whose keys' clients `shared_native` turns into native clients) and wait for its end.
 
@@ -89,12 +90,14 @@ def run_prompt(native: NativeClient | KeyPool, prompt: Mapping[str, Any], *,
     `ready()`: the prompt to send, asked for once the ledger entry is written, right before
     `POST /prompt` (e.g. `prompt` with the names its files got from uploads that ran while
     the run was being recorded); `prompt` then names the nodes and makes the fingerprint. An
-    error from it ends the run with nothing sent (the entry is dropped)."""
+    error from it ends the run with nothing sent (the entry is dropped). `senders`: clients
+    of other keys that may have sent an earlier run's prompt (the ledger names it by its
+    last 4): a re-attach uses that key; a new prompt still goes with `native`."""
     try:
         return _run_prompt(native, prompt, fingerprint_parts=fingerprint_parts, journal=journal,
                            should_stop=should_stop, on_status=on_status, on_submitted=on_submitted, on_wait=on_wait,
                            on_warning=on_warning, policy=policy, capacity_budget=capacity_budget,
-                           socket_wait=socket_wait, early=early, ready=ready,
+                           socket_wait=socket_wait, early=early, ready=ready, senders=tuple(senders),
                            needed=frozenset(map(str, needed_outputs)) if needed_outputs is not None else None)
     finally:
         if early is not None:
@@ -107,7 +110,8 @@ def _run_prompt(native: NativeClient | KeyPool, prompt: Mapping[str, Any], *,
                 on_submitted: Callable[[str], None] | None, on_wait: Callable[[str], None] | None,
                 on_warning: Callable[[str], None] | None, policy: PollPolicy | None, capacity_budget: float,
                 socket_wait: float, early: EarlySocket | None, needed: frozenset[str] | None,
-                ready: Callable[[], Mapping[str, Any]] | None) -> NativePromptResult:
+                ready: Callable[[], Mapping[str, Any]] | None,
+                senders: tuple[NativeClient, ...] = ()) -> NativePromptResult:
     if not isinstance(prompt, Mapping) or not prompt:
         raise RunningHubError("The remote prompt is empty: there is nothing to run on RunningHub.")
     prompt = dict(prompt)
@@ -145,7 +149,7 @@ def _run_prompt(native: NativeClient | KeyPool, prompt: Mapping[str, Any], *,
                     break
             if early is not None:
                 early.close()  # the earlier prompt's own client id is followed instead
-            result = _reattach(pool, earlier, record, follow, prompt)
+            result = _reattach(pool, earlier, record, follow, prompt, senders)
             if result is not None:
                 return result
         with lease:
@@ -196,11 +200,12 @@ def _submitter(prompt: dict, prompt_id: str, record: NativeRecord, socket_wait: 
 
     return create
 
-def _owner(pool: KeyPool, entry: LedgerEntry) -> NativeClient:
-    """The native client of the key that sent `entry`'s prompt: by its last 4, else the key
-    whose remote knows the prompt, else the first key (whose answer then says unknown)."""
+def _owner(pool: KeyPool, entry: LedgerEntry, senders: tuple[NativeClient, ...] = ()) -> NativeClient:
+    """The native client of the key that sent `entry`'s prompt: by its last 4 (among the
+    pool's keys and `senders`), else the key whose remote knows the prompt, else the first
+    key (whose answer then says unknown)."""
     clients = [shared_native(c) for c in pool.clients()]
-    hinted = [c for c in clients if c.key.hint == entry.key_hint]
+    hinted = list({id(c): c for c in [*clients, *senders] if c.key.hint == entry.key_hint}.values())
     if len(hinted) == 1 or len(clients) == 1:
         return (hinted or clients)[0]
     for candidate in clients:
@@ -213,10 +218,10 @@ def _owner(pool: KeyPool, entry: LedgerEntry) -> NativeClient:
 
 
 def _reattach(pool: KeyPool, earlier: LedgerEntry, record: NativeRecord, follow: Callable[..., NativePromptResult],
-              prompt: Mapping[str, Any]) -> NativePromptResult | None:
+              prompt: Mapping[str, Any], senders: tuple[NativeClient, ...] = ()) -> NativePromptResult | None:
     """An earlier run's prompt: reuse it (finished), follow it (queued or running), or None
     when a new prompt must be sent (it failed, was cancelled, or the remote forgot it)."""
-    native = _owner(pool, earlier)
+    native = _owner(pool, earlier, senders)
     prompt_id = str(earlier.task_id)
     if earlier.status == "SUCCESS":
         log.info("reusing the outputs of native prompt %s (finished earlier; nothing new billed)", prompt_id)

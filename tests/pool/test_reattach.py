@@ -337,3 +337,14 @@ def test_an_error_inside_a_turn_comes_out_as_it_is(book):
     with pytest.raises(TimeoutError, match="the run's own"):
         with run_.turn():
             raise TimeoutError("the run's own")
+
+
+def test_a_user_folder_without_lock_files_still_runs(sim, book, caplog):
+    """Where no lock file can be made (here the lock folder's name is taken by a file; a
+    read-only folder or a network filesystem without locks does the same), runs go on with
+    the in-process turn only, as before there was a lock, and the log says so once."""
+    (Path(book.path).parent / "turns").write_text("not a folder")
+    pool = make_pool(sim, [0])
+    first = run(pool, book)
+    assert run(pool, book).task_id == first.task_id and sim.count("create") == 1
+    assert caplog.text.count("no lock file can be used") == 1
