@@ -16,7 +16,10 @@ ComfyUI caches node outputs by their inputs), floor and measured runs interleave
 client_id rewriting, filtered history, /view ownership: the floor's layout through
 `/proxy/{key}`); `--via pack` the issue's measurement (the one `run_all.py` runs): the pack's
 *RH Remote Group* node running the same subgraph as a group of a first ComfyUI's graph
-(`pack_once`), relay included.
+(`pack_once`), relay included. Beside its ratio (against the direct floor, the target's) it
+prints `ratio_same_relay`: the pack against the `ws` script sent through the same relay,
+measured on the same images, i.e. what the pack's own machinery costs over a bare script
+when both pay the simulated service's hop.
 
 Run: `scripts/run-in-venv.sh python bench/offload_overhead.py [--repeat 7] [--via proxy|pack]`
 """
@@ -168,8 +171,8 @@ def _run(sim: Simulator, remote, repeat: int, via: str, pack: ComfyHost | None) 
     images = [photo_like(SIZE, seed=3000 + i) for i in range(repeat + 1)]
 
     def measured(pixels) -> dict[str, dict]:
-        if via == "pack":
-            return {"pack": pack_once(pack, pixels)}
+        if via == "pack":  # and, for reference, the `ws` script through the same relay
+            return {"pack": pack_once(pack, pixels), "relay_ws": ws_once(session, proxy, pixels)}
         return {name: once(session, proxy, pixels) for name, once in LAYOUTS.items()}
 
     for once in LAYOUTS.values():  # warm-up: imports, first model-free run, pools
@@ -186,12 +189,18 @@ def _run(sim: Simulator, remote, repeat: int, via: str, pack: ComfyHost | None) 
     side = values["pack"] if via == "pack" else values[layout]
     value, floor = median(v["total"] for v in side), median(f["total"] for f in floors[layout])
     billed = [t for t in sim.native_prompts(sim.keys[0]) if t["consumeCoins"]]
+    relayed = {}
+    if via == "pack":  # the pack against the same relay: what its own machinery costs
+        relay_ws = median(v["total"] for v in values["relay_ws"])
+        relayed = {"relay_ws": relay_ws, "ratio_same_relay": round(value / relay_ws, 3)}
     line = bench_line("offload_overhead", value, floor, TARGET, runs=repeat, via=via, billed=len(billed),
                       floor_layout=layout, floor_poll=median(f["total"] for f in floors["poll"]),
-                      floor_ws=median(f["total"] for f in floors["ws"]))
-    table(["stage", "direct poll s", "direct ws s", f"{via} s"],
-          [[stage, median(f[stage] for f in floors["poll"]), median(f[stage] for f in floors["ws"]),
-            median(v[stage] for v in side)] for stage in ("upload", "prompt", "view", "total")])
+                      floor_ws=median(f["total"] for f in floors["ws"]), **relayed)
+    columns = {"direct poll s": floors["poll"], "direct ws s": floors["ws"], f"{via} s": side}
+    if via == "pack":
+        columns["relay ws s"] = values["relay_ws"]
+    table(["stage", *columns], [[stage, *(median(run[stage] for run in runs) for runs in columns.values())]
+                                for stage in ("upload", "prompt", "view", "total")])
     return line
 
 
