@@ -17,7 +17,7 @@ from typing import Any
 MIN_RUN = 8  # a run of this many characters of a key is treated as the key
 _KEYLIKE = re.compile(r"\b[0-9a-fA-F]{32}\b")
 _known: set[str] = set()
-_grams: dict[str, str] = {}  # every MIN_RUN-character run of a known key (lower case) -> that key
+_grams: dict[str, tuple[str, ...]] = {}  # every MIN_RUN-character run of a known key (lower case) -> those keys
 _lock = threading.Lock()
 
 
@@ -36,7 +36,9 @@ def remember_secret(secret: str) -> None:
         _known.add(secret)
         lower = secret.lower()
         for start in range(len(lower) - MIN_RUN + 1):
-            _grams.setdefault(lower[start:start + MIN_RUN], secret)
+            gram = lower[start:start + MIN_RUN]
+            if secret not in _grams.get(gram, ()):
+                _grams[gram] = _grams.get(gram, ()) + (secret,)
 
 
 def scrub(text: str, keys: Iterable[str] = ()) -> str:
@@ -69,8 +71,10 @@ def scrub_tree(value: Any) -> Any:
 
 
 def _hide_runs(text: str) -> str:
-    """One pass over `text`: a window that is a run of a known key grows as far as the text
-    keeps matching that key, and the whole run is replaced."""
+    """One pass over `text`: a window that is a run of known keys grows as far as the text
+    keeps matching one of them (the one it matches longest: two keys may share a run, and
+    growing along the other would leave the rest of this one in the text), and the whole
+    run is replaced by that key's hint."""
     lower = text.lower()
     with _lock:
         grams = dict(_grams)
@@ -78,11 +82,11 @@ def _hide_runs(text: str) -> str:
     done = 0
     i = 0
     while i <= len(lower) - MIN_RUN:
-        key = grams.get(lower[i:i + MIN_RUN])
-        if key is None:
+        keys = grams.get(lower[i:i + MIN_RUN])
+        if not keys:
             i += 1
             continue
-        end = _run_end(lower, i, key.lower())
+        end, key = max((_run_end(lower, i, k.lower()), k) for k in keys)
         out.append(text[done:i])
         out.append(redact_key(key))
         done = i = end

@@ -97,6 +97,16 @@ def test_scrub_hides_known_keys_and_key_shaped_text():
     assert "…1111" in out and "…beef" in out
 
 
+def test_scrub_follows_the_key_a_shared_run_belongs_to():
+    """Two known keys share a run (here 27 characters): the run is followed along the key the
+    text matches longest, so no tail of the key in the text stays visible (it used to follow
+    whichever key was known first and leave up to 7 characters of the other)."""
+    first, second = "e" * 32, "e" * 27 + "7c3d5"
+    redact.remember_secret(first)
+    out = redact.scrub(f"echo: {second}.", [second])
+    assert out == "echo: …c3d5."
+
+
 # --------------------------------------------------------------------------- issue 8
 
 
