@@ -70,6 +70,26 @@ def held(path: str, *, gave_up: Callable[[], bool], tick: float = 0.05) -> Itera
         os.close(fd)
 
 
+def held_elsewhere(path: str) -> bool:
+    """Whether someone holds the lock of `path` at this moment: another process, or a `held`
+    block of this one. False when there is no such file or no lock can be had there (as
+    `held` then runs without one). The check takes the lock for an instant when it is free:
+    a `held` that asks in that instant waits one `tick`."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        if not _try_lock(fd):
+            return True
+        _unlock(fd)
+        return False
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
 def _wait_for(fd: int, path: str, gave_up: Callable[[], bool], tick: float) -> bool:
     """True once locked; False when the filesystem has no locks (ENOLCK, EOPNOTSUPP, ...)."""
     while True:

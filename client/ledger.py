@@ -12,7 +12,8 @@ Rules:
   task moves (QUEUED, RUNNING, SUCCESS with cost and output URLs, FAILED, CANCEL).
 - A create whose reply was lost is MAY_EXIST: a billed task may exist, so the next run with
   that fingerprint raises TaskMayExistError instead of creating another one. So is a
-  SUBMITTING entry left by a process that died mid-create.
+  SUBMITTING entry left by a process that died mid-create (no process holds its turn's
+  lock file any more: the system drops a dead process's locks).
 - A create that definitely created nothing (refused, no capacity, stopped before sending)
   leaves no entry.
 - Entries older than the outputs' lifetime (about a day) are pruned; a finished task is
@@ -48,6 +49,7 @@ from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterable, Iterator
 
+from . import file_lock
 from .errors import RunningHubError
 from .overrides import NodeOverride
 from .records import TaskResult
@@ -61,6 +63,7 @@ REUSE_MARGIN = 3600.0
 BUSY_TIMEOUT = 10.0  # seconds a writer waits for another one
 PRUNE_EVERY = 3600.0  # a ComfyUI that runs for days prunes as it goes
 
+TURN_LOCK_FILES = 1024  # runs of one fingerprint take turns on one of this many lock files between processes
 SUBMITTING, MAY_EXIST = "SUBMITTING", "MAY_EXIST"
 WAITING = ("QUEUED", "RUNNING", "CREATE")  # a task that is still on its way
 ENDED_WITHOUT_OUTPUTS = ("FAILED", "CANCEL")
@@ -314,10 +317,19 @@ class TaskLedger:
         except sqlite3.DatabaseError as exc:
             raise self._unusable(exc) from exc
 
+    def turn_lock_path(self, digest: str) -> str:
+        """The lock file that runs of the fingerprint `digest` hold, between processes, from
+        their lookup until their create is recorded (remote/reattach.py `LedgerRun.turn`)."""
+        bucket = int(digest[:8], 16) % TURN_LOCK_FILES
+        return os.path.join(os.path.dirname(os.path.abspath(self.path)), "turns", f"{bucket:04d}.lock")
+
     def _as_seen(self, row: LedgerEntry) -> LedgerEntry:
-        """A SUBMITTING entry of another owner (a process that stopped mid-create) is MAY_EXIST
-        wherever it is read: in a run's lookup, and in the task panel, which can then clear it."""
-        if row.status == SUBMITTING and row.owner != self.owner:
+        """A SUBMITTING entry of another owner is MAY_EXIST wherever it is read (in a run's
+        lookup, and in the task panel, which can then clear it) once no process holds its
+        turn: its owner stopped mid-create. While its turn is held, another ComfyUI on this
+        user folder is sending that create right now: it stays SUBMITTING, not clearable."""
+        if row.status == SUBMITTING and row.owner != self.owner \
+                and not file_lock.held_elsewhere(self.turn_lock_path(row.fingerprint)):
             return _replace(row, status=MAY_EXIST,
                             message=row.message or "ComfyUI stopped while this task's create was being sent.")
         return row

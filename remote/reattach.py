@@ -15,7 +15,6 @@ records.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,7 +33,6 @@ from ..client.sites import Site
 
 log = logging.getLogger("runninghub_bridge.remote")
 
-LOCK_FILES = 1024  # between processes, runs take turns on one of this many lock files (by fingerprint)
 T = TypeVar("T")
 #: Replies of a create that may still have made a task: never forget those entries.
 MAYBE_CREATED = (SubmissionUncertainError, ProtocolError)
@@ -77,7 +75,8 @@ class LedgerRun:
         another ComfyUI on the same user folder) look up and create one at a time, so the
         second finds the first's task instead of creating its own. Hold it from `earlier()`
         until the create is recorded. In this process a lock per fingerprint; between
-        processes a file lock beside the ledger (one of LOCK_FILES, by fingerprint)."""
+        processes a file lock beside the ledger (`TaskLedger.turn_lock_path`): while it is
+        held, other processes read this run's SUBMITTING entry as it is, not as MAY_EXIST."""
         stopped = should_stop or (lambda: False)
         turn = _turn_for(self.fingerprint.digest())
         try:
@@ -85,7 +84,7 @@ class LedgerRun:
                 if stopped():
                     raise _waited_for_twin()
             try:
-                with file_lock.held(self._lock_file(), gave_up=stopped):
+                with file_lock.held(self.ledger.turn_lock_path(self.fingerprint.digest()), gave_up=stopped):
                     yield
             except file_lock.GaveUp:
                 raise _waited_for_twin() from None
@@ -93,10 +92,6 @@ class LedgerRun:
                 turn.lock.release()
         finally:
             _turn_done(self.fingerprint.digest(), turn)
-
-    def _lock_file(self) -> str:
-        bucket = int(self.fingerprint.digest()[:8], 16) % LOCK_FILES
-        return os.path.join(os.path.dirname(os.path.abspath(self.ledger.path)), "turns", f"{bucket:04d}.lock")
 
     def earlier(self) -> LedgerEntry | None:
         """The task to re-attach to, or None to create one (call it during your `turn`)."""

@@ -6,7 +6,11 @@ from __future__ import annotations
 import io
 import json
 import sqlite3
+import subprocess
+import sys
+import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -218,3 +222,50 @@ def test_a_create_cut_short_by_a_killed_comfyui_can_be_cleared_from_the_task_pan
     assert requests.delete(f"{base}/{entry['entry']}", timeout=30).status_code == 200
     free_cache(host)
     assert host.run(graph, timeout=120).status == "success" and sim.count("create") == creates + 1
+
+
+SENDING_COMFYUI = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {tests!r})
+    from support.pack import pack_module
+    L, reattach = pack_module("client.ledger"), pack_module("remote.reattach")
+    journal = reattach.RunJournal(L.TaskLedger({path!r}), account="default", seed=62)
+    run = journal.for_run(pack_module("client.sites").resolve_site(base_url={site!r}), "workflow", "42", "default", [])
+    with run.turn():
+        run.earlier()
+        journal.ledger.begin(run.fingerprint)
+        print("sending", flush=True)
+        sys.stdin.readline()  # the create stays on its way until the test is done looking
+""")
+
+
+def test_a_create_another_comfyui_is_sending_cannot_be_cleared_until_it_stopped(host, sim, tmp_path):
+    """Two ComfyUIs share one user folder. While the other one is between recording a run and
+    hearing its create's reply (it holds the run's turn), this one's task panel shows the entry
+    as submitting and refuses to clear it: clearing would let a re-queue bill a second task.
+    Once that process is killed (mid-create), the entry may exist and can be cleared."""
+    path = host.user_dir / "runninghub" / "tasks.sqlite3"
+    assert host.run(run_fetch(WORKFLOWS["noise"], seed=62), timeout=120).status == "success"  # the ledger exists
+    with sqlite3.connect(path) as conn:
+        conn.execute("DELETE FROM tasks")
+    script = tmp_path / "sending.py"
+    script.write_text(SENDING_COMFYUI.format(tests=str(Path(__file__).resolve().parents[1]), path=str(path),
+                                             site=sim.base_url))
+    other = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline().strip() == "sending", other.stderr.read()
+        base = f"{host.base_url}/runninghub/tasks"
+        [entry] = requests.get(base, timeout=30).json()["tasks"]
+        assert entry["status"] == "SUBMITTING"
+        refused = requests.delete(f"{base}/{entry['entry']}", timeout=30)
+        assert refused.status_code == 409 and "still submitting" in refused.json()["error"]
+        other.kill()
+        other.wait(timeout=30)
+        [entry] = requests.get(base, timeout=30).json()["tasks"]
+        assert entry["status"] == "MAY_EXIST"
+        assert requests.delete(f"{base}/{entry['entry']}", timeout=30).status_code == 200
+        assert requests.get(base, timeout=30).json()["tasks"] == []
+    finally:
+        other.kill()
+        other.wait(timeout=30)
