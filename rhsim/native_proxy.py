@@ -38,7 +38,7 @@ from .tasks import RUNNING
 log = logging.getLogger("rhsim.native")
 
 NATIVE = web.AppKey("native_proxy", object)  # the API host's NativeProxy (None without --comfyui)
-PREFIX = "/proxy/"
+PREFIXES = ("/proxy/", "/proxy-plus/")  # the 24G and 48G ("plus") machines: one executor here
 PASS_HEADERS = ("Content-Type", "Content-Disposition", "Cache-Control")
 ANNOTATION = re.compile(r"^(.*) \[(input|output|temp)\]$")
 
@@ -272,7 +272,8 @@ async def handle_native(request: web.Request, app: SimApp, proxy: NativeProxy | 
         app.count("native/unavailable", None)
         return json_reply(404, error_body("native_endpoint_unavailable",
                                           "the native ComfyUI endpoint needs the simulator started with --comfyui URL"))
-    key, _, rest = request.path[len(PREFIX):].partition("/")
+    prefix = next(p for p in PREFIXES if (request.path + "/").startswith(p))
+    key, _, rest = request.path[len(prefix):].partition("/")
     rest = rest.removeprefix("api/").rstrip("/")
     endpoint, method_ok = _match(request.method, rest)
     account = app.accounts.get(key) if key else None

@@ -99,9 +99,12 @@ def redact(key: str | None) -> str:
     return "\u2026" + key[-4:] if len(key) >= 12 else "\u2026"
 
 
-_PROXY_KEY = re.compile(r"^/proxy/([^/]*)")
+_PROXY_KEY = re.compile(r"^/(proxy|proxy-plus)/([^/]*)")
+_KEY_SHAPED_SEGMENT = re.compile(r"(?<=/)[0-9A-Za-z]{32}(?=/|$)")
 
 
 def scrub_path(path: str) -> str:
-    """A request path as it may appear in logs: the native endpoint's key redacted."""
-    return _PROXY_KEY.sub(lambda m: "/proxy/" + redact(m.group(1)), path or "")
+    """A request path as it may appear in logs and error replies: the native endpoint's key
+    redacted, and any segment shaped like a RunningHub key (32 letters and digits)."""
+    path = _PROXY_KEY.sub(lambda m: f"/{m.group(1)}/" + redact(m.group(2)), path or "")
+    return _KEY_SHAPED_SEGMENT.sub(lambda m: redact(m.group(0)), path)

@@ -56,8 +56,10 @@ def json_reply(status: int, payload, headers: dict | None = None) -> web.Respons
 
 
 def spring_error(status: int, path: str, headers: dict | None = None) -> web.Response:
-    """The JSON error page of RunningHub's Spring back end."""
-    return json_reply(status, {"timestamp": now_iso(), "status": status, "error": reason(status), "path": path},
+    """The JSON error page of RunningHub's Spring back end, with its path scrubbed of keys
+    (the simulator never echoes a key)."""
+    return json_reply(status, {"timestamp": now_iso(), "status": status, "error": reason(status),
+                               "path": P.scrub_path(path)},
                       headers)
 
 
@@ -108,7 +110,7 @@ def _replacement(request: web.Request, kind: str, params: dict, body: bytes, env
         if code >= 502:
             page = NGINX_502.replace("502 Bad Gateway", f"{code} {reason(code)}")
             return plain(code, page.encode(), "text/html", extra)
-        return spring_error(code, P.scrub_path(request.path), extra)
+        return spring_error(code, request.path, extra)
     if kind == "malformed_json":
         cut = body[: max(1, len(body) // 2)] if len(body) > 8 else b'{"code": 0, "msg": "succ'
         return plain(200, cut, "application/json")

@@ -21,7 +21,7 @@ from .app import SimApp, v2_error
 from .bodies import bearer, form_text, json_object, parse_multipart, read_body
 from .files import make_files_app
 from .hooks import handle_hook
-from .native_proxy import NATIVE, PREFIX as NATIVE_PREFIX, NativeProxy, handle_native
+from .native_proxy import NATIVE, PREFIXES as NATIVE_PREFIXES, NativeProxy, handle_native
 from .protocol import ApiError, redact, scrub_path
 from .replies import json_reply, send, spring_error
 from .websocket import handle_ws, track_sockets
@@ -58,7 +58,7 @@ def make_api_app(app: SimApp) -> web.Application:
             raise
         except Exception:  # noqa: BLE001 - a simulator bug must still answer, as a 500 does
             log.exception("internal error on %s %s", request.method, scrub_path(request.path))
-            return spring_error(500, scrub_path(request.path))
+            return spring_error(500, request.path)
 
     api.router.add_route("*", "/{tail:.*}", dispatch)
     api.on_response_prepare.append(_server_header)
@@ -90,7 +90,7 @@ async def route(request: web.Request, app: SimApp) -> web.StreamResponse:
         return await handle_hook(request, app)
     if path == "/ws" and request.method == "GET":
         return await handle_ws(request, app)
-    if path.startswith(NATIVE_PREFIX) or path == NATIVE_PREFIX.rstrip("/"):
+    if (path + "/").startswith(NATIVE_PREFIXES):
         return await handle_native(request, app, request.app[NATIVE])
     if path in V1_ROUTES or path == V1_UPLOAD or V2_RUN_RE.match(path) or path in (V2_QUERY, V2_UPLOAD):
         if request.method != "POST":

@@ -194,6 +194,28 @@ def test_object_info_system_stats_and_prompt_info(nsim):
     assert "ImageInvert" in requests.get(base + "/api/object_info", timeout=60).json()  # the front end's prefix
 
 
+def test_the_plus_machines_endpoint_is_the_same_relay(nsim):
+    """`/proxy-plus/{key}` (RunningHub's 48G machines; public clients pick it by GPU size)
+    answers as `/proxy/{key}` does: here both go to the one executor."""
+    plus = nsim.base_url + "/proxy-plus/" + nsim.keys[0]
+    assert "system" in requests.get(plus + "/system_stats", timeout=30).json()
+    assert "ImageInvert" in requests.get(plus + "/object_info/ImageInvert", timeout=30).json()
+    reply = requests.get(nsim.base_url + "/proxy-plus/" + STRANGER + "/system_stats", timeout=30)
+    assert reply.status_code == 401 and STRANGER[-8:] not in reply.text
+
+
+def test_no_error_page_echoes_a_key(nsim):
+    """The Spring 404 and 405 pages name the request's path: a key in it (a misspelt native
+    prefix, a client that puts its key in a path) is redacted like in the log."""
+    key = nsim.keys[0]
+    for method, path in (("GET", f"/proxy-pluss/{key}/system_stats"), ("GET", f"/api/{key}"),
+                         ("POST", f"/v1/{key}/x"), ("GET", "/task/openapi/create/" + key)):
+        reply = requests.request(method, nsim.base_url + path, timeout=30)
+        assert reply.status_code in (200, 404, 405), (path, reply.status_code)
+        assert key[:-4] not in reply.text and key[4:] not in reply.text, (path, reply.text)
+    assert requests.get(nsim.base_url + f"/x/{key}", timeout=30).json()["path"] == "/x/\u2026" + key[-4:]
+
+
 def test_each_socket_gets_only_its_own_clients_messages(nsim):
     """Two keys using the same clientId, and a second client of the first key: each socket
     sees only the prompts its (key, clientId) submitted."""
