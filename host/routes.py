@@ -45,7 +45,7 @@ from ..client.redact import redact_key, scrub
 from ..client.sites import SITES, resolve_site
 from ..client.transport import RetryPolicy, Timeouts
 from ..remote.run import remote_workflow
-from . import accounts, comfy, host_guard
+from . import accounts, comfy, host_guard, prompt_guard
 from .task_panel import TASK_ROUTES
 
 log = logging.getLogger("runninghub_bridge.routes")
@@ -140,10 +140,12 @@ async def _read_json(request, limit: int = MAX_BODY_BYTES) -> dict:
         return {}
     import json
 
-    try:
-        body = json.loads(raw)
+    try:  # off the event loop: a body of up to MAX_PROMPT_BYTES takes a while to parse
+        body = await asyncio.to_thread(json.loads, raw) if len(raw) > 64 * 1024 else json.loads(raw)
     except ValueError:
         raise BadRequest("The request body is not valid JSON.") from None
+    except RecursionError:
+        raise BadRequest("The request body is nested too deeply to be a ComfyUI prompt.") from None
     if not isinstance(body, dict):
         raise BadRequest("The request body must be a JSON object.")
     return body
@@ -531,15 +533,16 @@ ROUTES: list[tuple[str, str, Handler]] = [
 _MARK = "_runninghub_bridge_routes"
 
 
-def _host_refused(message: str):
+def _host_refused(message: str, status: int):
     log.warning("%s", message)
-    return _error(message, 403, error_type="HostNotAllowed")
+    return _error(message, status, error_type="HostNotAllowed" if status == 403 else "UnsupportedMediaType")
 
 
 
 def register_routes(server: Any = None) -> bool:
-    """Add the routes to ComfyUI's PromptServer (once). False when there is no server (e.g. the
-    pack imported by a script), or when ComfyUI has already frozen its routes."""
+    """Add the routes, and the middleware that refuses the pack's nodes in a prompt queued by
+    another web page (prompt_guard), to ComfyUI's PromptServer (once). False when there is
+    no server (e.g. the pack imported by a script), or when ComfyUI has already frozen its routes."""
     if server is None:
         server_module = sys.modules.get("server")  # ComfyUI's own module; never imported from here
         prompt_server = getattr(server_module, "PromptServer", None)
@@ -554,6 +557,8 @@ def register_routes(server: Any = None) -> bool:
         return False
     for method, path, handler in ROUTES:
         server.routes.route(method, path)(host_guard.guarded(handler, _host_refused))
+    if app is not None:
+        app.middlewares.append(prompt_guard.middleware())
     setattr(server, _MARK, True)
     log.debug("RunningHub routes registered under %s", PREFIX)
     return True

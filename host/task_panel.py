@@ -20,6 +20,7 @@ from typing import Any
 
 from ..client.errors import CredentialsError, RunningHubError
 from ..client.ledger import MAY_EXIST, SUBMITTING, WAITING, LedgerEntry, LedgerError
+from ..client.redact import scrub
 from ..remote import native_record, native_shared, native_stop
 from . import accounts, tasks
 
@@ -57,7 +58,7 @@ def _failure(exc: BaseException):
     else:
         log.exception("RunningHub task panel route failed")
         status = 500
-    return _reply({"error": str(exc) or type(exc).__name__, "error_type": type(exc).__name__}, status)
+    return _reply({"error": scrub(str(exc)) or type(exc).__name__, "error_type": type(exc).__name__}, status)
 
 
 def _entry(request) -> LedgerEntry:
@@ -98,8 +99,6 @@ def _cancel(entry: LedgerEntry) -> None:
 
 async def cancel_task(request):
     try:
-        if request.content_type != "application/json":
-            raise PanelError("Send the cancel as JSON (Content-Type: application/json), as the task panel does.", 415)
         entry = await asyncio.to_thread(_entry, request)
         if entry.status not in WAITING or not entry.task_id:
             raise PanelError(f"Task entry #{entry.entry} is {entry.status.lower()}: only queued or running tasks "

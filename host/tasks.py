@@ -1,10 +1,14 @@
 """This ComfyUI's task ledger (client/ledger.py) in its user folder, and its changes pushed
-to the task panel as they happen (one `runninghub.tasks` event each, no polling)."""
+to the task panel as they happen (one `runninghub.tasks` event each, no polling).
+
+The event carries nothing: it goes to every socket open on ComfyUI's `/ws`, and any web
+page can open one (a socket has no CORS, and ComfyUI lets `Origin: null` through), so task
+ids, seeds, costs and output URLs stay behind GET /runninghub/tasks, which only ComfyUI's
+own page can read (host/host_guard.py). The panel reloads its list on the event."""
 
 from __future__ import annotations
 
 import threading
-import time
 
 from ..client.api import RunningHubClient
 from ..client.credentials import Account
@@ -28,7 +32,7 @@ def ledger() -> TaskLedger:
 
 
 def _tell_panel(entry: LedgerEntry | None) -> None:
-    comfy.broadcast(TASKS_EVENT, {"entry": entry.view(time.time()) if entry is not None else None})
+    comfy.broadcast(TASKS_EVENT, {})
 
 
 def journal(account: Account, seed: int, prompt_id: str | None, node_id: str | None,

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
+import time
 
 import pytest
 import requests
+import websocket
 
 from capture import CaptureServer
 from support.graphs import run_fetch
@@ -154,6 +157,47 @@ def test_every_route_refuses_a_rebinding_host(plain, method, path):
         assert "RUNNINGHUB_ALLOWED_HOSTS" not in ok.text, (host_header, ok.text)
 
 
+CHANGING_ROUTES = [(method, path) for method, path in every_route() if method != "GET"]
+
+
+@pytest.mark.parametrize("method, path", CHANGING_ROUTES)
+def test_every_route_refuses_other_pages(plain, method, path):
+    """A page posting from a sandboxed frame (`Origin: null`), to an address ComfyUI does not
+    check origins for (0.0.0.0, an IPv4-mapped IPv6 literal), or from another port, gets 403;
+    ComfyUI's own page sending a body that is not JSON (a form or text/plain post, which a
+    page can send without the browser asking first) gets 415. Nothing changes either way."""
+    port = plain.port
+    body = json.dumps({"add_keys": ["0123456789abcdef0123456789abcdef"]})
+    ours = "not from ComfyUI's own page"
+    for headers, says in (({"Origin": "null", "Content-Type": "text/plain"}, ours),
+                          ({"Origin": "null", "Content-Type": "application/json"}, ours),
+                          ({"Host": f"0.0.0.0:{port}", "Origin": "http://evil.example",
+                            "Content-Type": "application/json"}, ours),
+                          ({"Host": f"[::ffff:7f00:1]:{port}", "Origin": "http://evil.example",
+                            "Content-Type": "text/plain"}, ours),
+                          ({"Origin": f"http://127.0.0.1:{port + 1}", "Sec-Fetch-Site": "same-site",
+                            "Content-Type": "application/json"}, None)):  # ComfyUI's own check may answer first
+        resp = requests.request(method, plain.base_url + path, data=body, headers=headers, timeout=60)
+        assert resp.status_code == 403, (headers, resp.text)
+        assert says is None or says in resp.json()["error"], resp.text
+    own = {"Origin": f"http://127.0.0.1:{port}", "Sec-Fetch-Site": "same-origin"}
+    for content_type in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=b"):
+        resp = requests.request(method, plain.base_url + path, data=body, timeout=60,
+                                headers={**own, "Content-Type": content_type})
+        assert resp.status_code == 415 and "Content-Type: application/json" in resp.json()["error"], resp.text
+    assert not credentials(plain).exists()
+    ok = requests.request(method, plain.base_url + path, json={}, headers=own, timeout=60)
+    assert ok.status_code not in (403, 415), ok.text  # the page's own JSON request reaches the route
+
+
+def test_a_deeply_nested_body_is_a_bad_request(plain):
+    nested = "[" * 100000 + "]" * 100000
+    resp = requests.post(plain.base_url + "/runninghub/group/convert", data=nested,
+                         headers={"Content-Type": "application/json"}, timeout=60)
+    assert resp.status_code == 400 and "nested too deeply" in resp.json()["error"], resp.text
+    assert "Traceback" not in plain.log_text()[-5000:]
+
+
 # --------------------------------------------------------------------------- item 4
 
 
@@ -203,6 +247,78 @@ def test_a_key_echoed_by_the_server_reaches_no_error_log_or_history(echo_host, e
               "events": json.dumps([e.data for e in result.events], default=str)}
     for where, text in places.items():
         assert_no_key(text, [key], where)
+
+
+def test_a_spying_socket_hears_that_tasks_changed_but_nothing_about_them(echo_host, echo_sim):
+    """Any page can open ComfyUI's /ws (a socket has no CORS; ComfyUI lets `Origin: null`
+    through): the task panel's event tells it only that the ledger changed, not the task
+    ids, seeds, costs or output URLs (those stay behind GET /runninghub/tasks)."""
+    echo_sim.reset()
+    spy = websocket.create_connection(f"ws://127.0.0.1:{echo_host.port}/ws?clientId=spy", header=["Origin: null"],
+                                      timeout=30)
+    try:
+        result = echo_host.run(run_fetch(WORKFLOWS["noise"], seed=secrets.randbelow(10**9)), timeout=120)
+        assert result.status == "success"
+        heard = []
+        spy.settimeout(1.0)
+        try:
+            while True:
+                frame = spy.recv()
+                if isinstance(frame, str) and json.loads(frame).get("type") == "runninghub.tasks":
+                    heard.append(json.loads(frame)["data"])
+        except websocket.WebSocketTimeoutException:
+            pass
+    finally:
+        spy.close()
+    assert heard and all(data == {} for data in heard), heard
+    [task] = [t for t in echo_host.get("/runninghub/tasks").json()["tasks"] if t["status"] == "SUCCESS"][:1]
+    assert task["task_id"] and task["outputs"]  # the panel itself still reads them
+
+
+def test_another_page_cannot_queue_a_prompt_that_spends_coins(echo_host, echo_sim):
+    """ComfyUI's /prompt is not the pack's, and its origin check misses `Origin: null`, a
+    non-loopback address and a rebinding name: the pack's middleware refuses a prompt with
+    its nodes sent from there (nothing created, nothing billed). ComfyUI's own page and
+    scripts still queue it, and prompts without the pack's nodes are left to ComfyUI."""
+    echo_sim.reset()
+    port = echo_host.port
+    graph = run_fetch(WORKFLOWS["noise"], seed=secrets.randbelow(10**9))
+    body = json.dumps({"prompt": graph, "client_id": "page"})
+    ours = []
+    for headers in ({"Origin": "null", "Content-Type": "text/plain"},
+                    {"Host": f"0.0.0.0:{port}", "Origin": "http://evil.example", "Content-Type": "text/plain"},
+                    {"Host": f"[::ffff:7f00:1]:{port}", "Origin": "http://evil.example"},
+                    {"Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}"},  # DNS rebinding
+                    {"Sec-Fetch-Site": "cross-site", "Content-Type": "text/plain"}):
+        for path in ("/prompt", "/api/prompt"):
+            resp = requests.post(echo_host.base_url + path, data=body, headers=headers, timeout=60)
+            assert resp.status_code == 403, (headers, resp.text)
+            if not resp.content:  # a newer ComfyUI's own origin check refuses some of them first
+                continue
+            ours.append(headers)
+            assert resp.json()["error"]["type"] == "runninghub_prompt_refused", resp.text
+            assert "not from ComfyUI's own page" in resp.json()["error"]["message"] \
+                or "DNS rebinding" in resp.json()["error"]["message"]
+    assert {"Origin": "null", "Content-Type": "text/plain"} in ours, ours  # ComfyUI lets that one through
+    time.sleep(0.5)
+    assert echo_sim.count("create") == 0 and echo_host.get("/queue").json()["queue_pending"] == []
+
+    plain_graph = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1,
+                                                                "color": secrets.randbelow(2**24)}},
+                   "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}}
+    other = requests.post(echo_host.base_url + "/prompt", data=json.dumps({"prompt": plain_graph}),
+                          headers={"Origin": "null", "Content-Type": "text/plain"}, timeout=60)
+    assert "runninghub" not in other.text  # not the pack's to judge: ComfyUI answers as it always has
+    own = {"Origin": f"http://127.0.0.1:{port}", "Sec-Fetch-Site": "same-origin", "Content-Type": "application/json"}
+    queued = requests.post(echo_host.base_url + "/prompt", data=body, headers=own, timeout=60)
+    assert queued.status_code == 200, queued.text
+    prompt_id = queued.json()["prompt_id"]
+    echo_sim.wait_for(lambda: prompt_id in echo_host.get(f"/history/{prompt_id}").json(), timeout=120)
+    assert echo_sim.count("create") == 1
+
+
+def test_the_guard_knows_every_node_of_the_pack(echo_host):
+    assert set(pack_module("host.prompt_guard").PACK_NODES) == set(echo_host.pack_node_ids())
 
 
 # --------------------------------------------------------------------------- item 5
