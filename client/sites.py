@@ -37,8 +37,11 @@ def resolve_site(site: str | None = None, base_url: str | None = None) -> Site:
     """A base URL wins over a site name; the default site is `cn`, as in RunningHub's docs."""
     if base_url:
         parsed = urlparse(base_url)
+        if parsed.username is not None or parsed.password is not None:  # shown in the panel, errors and logs
+            raise ValueError("RunningHub base URL must not hold a user name or password (user:password@); got "
+                             f"{parsed.scheme}://…@{parsed.netloc.rpartition('@')[2][:80]}")
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise ValueError(f"RunningHub base URL must be http(s)://host[:port], got {base_url!r}")
+            raise ValueError(f"RunningHub base URL must be http(s)://host[:port], got {base_url[:200]!r}")
         return Site("custom", base_url.rstrip("/"))
     name = (site or "cn").strip().lower()
     if name.startswith("http://") or name.startswith("https://"):

@@ -227,6 +227,8 @@ def test_a_key_that_is_not_32_hex_is_kept_with_a_warning(api):
     ("/runninghub/profiles/default", {"site": "moon"}, "'site' must be one of cn, ai, custom"),
     ("/runninghub/profiles/default", {"site": "custom"}, "A custom site needs 'base_url'"),
     ("/runninghub/profiles/default", {"site": "custom", "base_url": "ftp://x"}, "must be http(s)://host[:port]"),
+    ("/runninghub/profiles/default", {"site": "custom", "base_url": "https://me:s3cr3t-pw@relay.example"},
+     "must not hold a user name or password (user:password@); got https://…@relay.example"),
     ("/runninghub/profiles/default", {"site": "cn", "base_url": "http://x"}, "'base_url' goes with site 'custom'"),
     ("/runninghub/profiles/default", {}, "Nothing to change"),
     ("/runninghub/profiles/default", {"apiKey": "x"}, "Unknown field(s) apiKey"),
