@@ -427,14 +427,13 @@ class SimApp:
         account = self.authenticate(key)
         if "file" not in fields or fields["file"][0] is None:
             raise ApiError(P.PARAMS_INVALID, "file is required")
-        file_type = form_text(fields, "fileType")
-        if file_type and file_type not in ("image", "video", "audio", "input"):
-            raise ApiError(P.PARAMS_INVALID, f"fileType must be image, video, audio or input, not {file_type!r}")
+        file_type = form_text(fields, "fileType")  # a label only (image, input, lora, file, ...): echoed back
         filename, data = fields["file"]
         name, kind = self.upload(account, data, filename or "", file_type)
         return self.ok({"fileName": name, "fileType": file_type or kind})  # many clients send no fileType
 
-    def upload(self, account: Account, data: bytes, filename: str, file_type: str | None) -> tuple[str, str]:
+    def upload(self, account: Account, data: bytes, filename: str, file_type: str | None,
+               folder: str = "api") -> tuple[str, str]:
         """Stores an upload; returns (fileName, kind)."""
         limit = int(self.settings.max_upload_mb * 1024 * 1024)
         if len(data) > limit:
@@ -449,7 +448,7 @@ class SimApp:
                            f"unsupported file type {ext or '(none)'!r}; accepted: {', '.join(UPLOAD_KINDS)}")
         if not data:
             raise ApiError(P.PARAMS_INVALID, "file is empty")
-        name = self.storage.save_upload(data, ext, account.key)
+        name = self.storage.save_upload(data, ext, account.key, folder)
         log.info("upload by key %s: %s (%d bytes)", redact(account.key), name, len(data))
         return name, UPLOAD_KINDS[ext]
 
@@ -465,7 +464,7 @@ class SimApp:
         if "file" not in fields or fields["file"][0] is None:
             raise ApiError(P.PARAMS_INVALID, "file is required")
         filename, data = fields["file"]
-        name, kind = self.upload(account, data, filename, None)
+        name, kind = self.upload(account, data, filename, None, folder="openapi")  # as the real service names it
         entry = self.storage.publish(self.storage.resolve_input(name), None, name.split("/")[-1])
         return {"code": 0, "message": "success", "data": {
             "type": kind, "download_url": self.file_url(entry), "fileName": name, "size": str(len(data)),
@@ -488,7 +487,7 @@ class SimApp:
             "taskId": task.task_id, "status": status,
             "errorCode": "" if task.status != FAILED else ("" if task.cancelled else "1005"),
             "errorMessage": "" if task.failed_reason is None else task.failed_reason.get("exception_message", ""),
-            "failedReason": task.failed_reason, "usage": usage, "results": results,
+            "failedReason": task.failed_reason or {}, "usage": usage, "results": results,
             "clientId": task.client_id, "promptTips": P.dumps(task.prompt_tips),
         }
 
@@ -497,6 +496,14 @@ def v2_error(err: ApiError, task_id: str = "") -> dict:
     return {"taskId": task_id, "status": "FAILED", "errorCode": P.V2_CODES.get(err.code, "1000"),
             "errorMessage": err.msg, "failedReason": None, "usage": None, "results": None,
             "clientId": "", "promptTips": (err.data or {}).get("promptTips", "") if isinstance(err.data, dict) else ""}
+
+
+def v2_unreadable_query() -> dict:
+    """v2 query of a task id that is not a number, as the real service answers it (a client
+    that checks its key with a dummy id reads this)."""
+    return {"taskId": "", "status": "", "errorCode": "1007", "errorMessage": "failed to parse request body",
+            "failedReason": {}, "usage": None, "results": None, "clientId": "", "promptTips": "",
+            "parentTaskId": None, "taskUsageList": None}
 
 
 def _iso(ts: float) -> str:

@@ -17,7 +17,7 @@ from aiohttp import web
 from yarl import URL
 
 from . import protocol as P
-from .app import SimApp, v2_error
+from .app import SimApp, v2_error, v2_unreadable_query
 from .bodies import bearer, form_text, json_object, parse_multipart, read_body
 from .files import make_files_app
 from .hooks import handle_hook
@@ -215,6 +215,8 @@ async def v2_call(request: web.Request, app: SimApp) -> web.StreamResponse:
             if run:
                 return app.v2_run(account, run.group(1), run.group(2), body)
             task_id = app.task_id_param(body)
+            if not task_id.isdigit():  # a task id is a number: the real service cannot read the body
+                return v2_unreadable_query()
             return app.v2_task_view(app.own_task(account, task_id))
         except ApiError as err:
             return _v2_upload_error(err) if is_upload else v2_error(err, task_id)

@@ -77,9 +77,10 @@ class Storage:
         self._lock = threading.Lock()
 
     # -- inputs ---------------------------------------------------------------
-    def save_upload(self, data: bytes, ext: str, key: str) -> str:
-        """Stores an upload by `key`; returns the RunningHub file name `api/<sha256>.<ext>`."""
-        name = f"api/{hashlib.sha256(data).hexdigest()}.{ext}"
+    def save_upload(self, data: bytes, ext: str, key: str, folder: str = "api") -> str:
+        """Stores an upload by `key`; returns the RunningHub file name `<folder>/<sha256>.<ext>`
+        (`api/` from the v1 upload, `openapi/` from v2's)."""
+        name = f"{folder}/{hashlib.sha256(data).hexdigest()}.{ext}"
         with self._lock:
             self._uploaders.setdefault(name, set()).add(key)
         path = self.input_dir / name

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 
+import numpy as np
 import requests
+from PIL import Image
 
+from support.images import png_bytes
 from support.simulator import WORKFLOWS
 
 
@@ -61,7 +65,7 @@ def test_v2_run_and_query(sim):
     (result,) = query["results"]
     assert result["outputType"] == "txt" and result["text"] == "v2 text" and result["nodeId"] == "2"
     assert requests.get(result["url"], timeout=5).text == "v2 text"
-    assert query["usage"]["consumeCoins"] == "17"
+    assert query["usage"]["consumeCoins"] == "17" and query["failedReason"] == {}  # {} as in the real docs
 
 
 def test_v2_ai_app_and_errors(sim):
@@ -92,7 +96,7 @@ def test_v2_upload_binary(api, sim):
                           headers={"Authorization": f"Bearer {sim.keys[0]}"},
                           files={"file": ("sound.wav", io.BytesIO(data))}, timeout=5).json()
     assert reply["code"] == 0 and reply["message"] == "success"
-    assert reply["data"]["type"] == "audio" and reply["data"]["fileName"].startswith("api/")
+    assert reply["data"]["type"] == "audio" and reply["data"]["fileName"].startswith("openapi/")
     assert reply["data"]["size"] == str(len(data))
     assert requests.get(reply["data"]["download_url"], timeout=5).content == data
     sim.configure(max_upload_mb=0.00001)
@@ -100,6 +104,28 @@ def test_v2_upload_binary(api, sim):
                         headers={"Authorization": f"Bearer {sim.keys[0]}"},
                         files={"file": ("sound.wav", io.BytesIO(data))}, timeout=5).json()
     assert big["code"] == 1008 and big["data"] is None
+
+
+def test_a_v2_query_of_a_task_id_that_is_no_number_cannot_be_read(sim):
+    """Some clients check a key with a dummy query (`aic-connection-test`): the real service
+    answers that it could not read the body, with empty id and status."""
+    reply = _v2(sim, "/openapi/v2/query", {"taskId": "aic-connection-test"})
+    assert reply["taskId"] == "" and reply["status"] == "" and reply["errorCode"] == "1007"
+    assert reply["errorMessage"] == "failed to parse request body" and reply["failedReason"] == {}
+    assert _v2(sim, "/openapi/v2/query", {"taskId": "1999999999999999999"})["errorCode"] == "1004"  # a number
+
+
+def test_a_v2_upload_is_named_as_the_real_service_names_it_and_runs(api, sim):
+    """v2's upload answers `openapi/<sha256>.<ext>` (v1's `api/...`), and a loader takes it."""
+    pixels = np.arange(4 * 6 * 3, dtype=np.uint8).reshape(4, 6, 3)
+    reply = requests.post(sim.base_url + "/openapi/v2/media/upload/binary",
+                          headers={"Authorization": f"Bearer {sim.keys[0]}"},
+                          files={"file": ("in.png", io.BytesIO(png_bytes(pixels)))}, timeout=5).json()
+    name = reply["data"]["fileName"]
+    assert name == f"openapi/{hashlib.sha256(png_bytes(pixels)).hexdigest()}.png"
+    [out] = api.run("invert", [("1", "image", name)])["data"]
+    inverted = Image.open(io.BytesIO(api.download(out["fileUrl"]).content)).convert("RGB")
+    assert np.array_equal(np.asarray(inverted), 255 - pixels)
 
 
 def test_an_api_error_fault_on_a_v2_endpoint_answers_in_v2s_shape(sim):

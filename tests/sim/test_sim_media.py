@@ -92,6 +92,9 @@ def test_upload_file_type_input_and_same_name_for_same_bytes(api):
     two = api.upload(data, "b.PNG", "image")
     assert one["data"]["fileType"] == "input"
     assert one["data"]["fileName"] == two["data"]["fileName"]
+    for label in ("lora", "latent", "file"):  # labels public clients send: echoed, the file judged by itself
+        reply = api.upload(data, "c.png", label)
+        assert reply["code"] == 0 and reply["data"] == {"fileName": one["data"]["fileName"], "fileType": label}
 
 
 def test_saved_png_carries_the_prompt_unless_add_metadata_false(api):
@@ -233,8 +236,8 @@ def test_upload_errors(api, sim):
     assert api.upload(data, "x.png", key="0" * 32)["code"] == 802
     no_type = api.call("upload", None, files={"file": ("x.png", io.BytesIO(data))}, data={"apiKey": api.key})
     assert no_type["code"] == 0 and no_type["data"]["fileType"] == "image"  # public clients send none
-    bad_type = api.upload(data, "x.png", "picture")
-    assert bad_type["code"] == 301
+    any_label = api.upload(data, "x.png", "picture")  # fileType is a label: see test_upload_file_type_input...
+    assert any_label["code"] == 0 and any_label["data"]["fileType"] == "picture"
     no_file = api.call("upload", None, files={"other": ("x.png", io.BytesIO(data))},
                        data={"apiKey": api.key, "fileType": "image"})
     assert no_file["code"] == 301

@@ -68,7 +68,7 @@ def test_sdk_v2_upload_then_v1_create_with_the_returned_file_name(sim):
     upload = requests.post(sim.base_url + "/openapi/v2/media/upload/binary", files={"file": ("in.png", data)},
                            headers={"Authorization": f"Bearer {sim.keys[0]}"}, timeout=10).json()
     assert upload["code"] == 0 and upload["message"] == "success"
-    assert upload["data"]["fileName"].startswith("api/") and upload["data"]["type"] == "image"
+    assert upload["data"]["fileName"].startswith("openapi/") and upload["data"]["type"] == "image"
     assert requests.get(upload["data"]["download_url"], timeout=10).content == data
     body = {"apiKey": sim.keys[0], "workflowId": WORKFLOWS["invert"],
             "nodeInfoList": [{"nodeId": "1", "fieldName": "image", "fieldValue": upload["data"]["fileName"]}]}
