@@ -422,6 +422,24 @@ class SimApp:
             "updateTime": _iso(hook.updated),
         })
 
+    def ep_app_demo(self, params: dict, key: str | None) -> dict:
+        """GET /api/webapp/apiCallDemo: an AI app's name and the node fields a run may set
+        (here every literal input of its graph; on the real service, those its author exposed)."""
+        self.authenticate(key)
+        webapp_id = str(params.get("webappId") or "").strip()
+        if not webapp_id:
+            raise ApiError(P.PARAMS_INVALID, "webappId is required")
+        graph = self.workflows.load(webapp_id, webapp=True)
+        fields = []
+        for node_id, node in graph.items():
+            title = (node.get("_meta") or {}).get("title") or node["class_type"]
+            for name, value in node["inputs"].items():
+                if not isinstance(value, list):  # a link is no field a run can set
+                    fields.append({"nodeId": str(node_id), "nodeName": node["class_type"], "fieldName": name,
+                                   "fieldValue": value, "fieldType": _field_type(node["class_type"], name, value),
+                                   "description": title})
+        return self.ok({"webappName": f"AI app {webapp_id}", "covers": [], "nodeInfoList": fields})
+
     def ep_upload(self, fields: dict, key: str | None) -> dict:
         """v1 upload from a parsed multipart form."""
         account = self.authenticate(key)
@@ -496,6 +514,19 @@ def v2_error(err: ApiError, task_id: str = "") -> dict:
     return {"taskId": task_id, "status": "FAILED", "errorCode": P.V2_CODES.get(err.code, "1000"),
             "errorMessage": err.msg, "failedReason": None, "usage": None, "results": None,
             "clientId": "", "promptTips": (err.data or {}).get("promptTips", "") if isinstance(err.data, dict) else ""}
+
+
+_MEDIA_FIELDS = {("LoadImage", "image"): "IMAGE", ("LoadImageMask", "image"): "IMAGE", ("LoadAudio", "audio"): "AUDIO",
+                 ("LoadVideo", "file"): "VIDEO", ("VHS_LoadVideo", "video"): "VIDEO"}
+
+
+def _field_type(class_type: str, name: str, value: Any) -> str:
+    """An apiCallDemo `fieldType`: IMAGE / AUDIO / VIDEO for a loader's file, else the value's type."""
+    if (class_type, name) in _MEDIA_FIELDS:
+        return _MEDIA_FIELDS[(class_type, name)]
+    if isinstance(value, bool):
+        return "BOOLEAN"
+    return {int: "INT", float: "FLOAT"}.get(type(value), "STRING")
 
 
 def v2_unreadable_query() -> dict:

@@ -37,6 +37,7 @@ ENDPOINTS = {
     "upload": "/task/openapi/upload",
     "getJsonApiFormat": "/api/openapi/getJsonApiFormat",
     "getWebhookDetail": "/task/openapi/getWebhookDetail",
+    "apiCallDemo": "/api/webapp/apiCallDemo",
     "v2/run/workflow": "/openapi/v2/run/workflow/{workflowId}",
     "v2/run/ai-app": "/openapi/v2/run/ai-app/{webappId}",
     "v2/query": "/openapi/v2/query",

@@ -39,6 +39,7 @@ V1_ROUTES = {
     "/task/openapi/getWebhookDetail": ("getWebhookDetail", "ep_get_webhook_detail"),
 }
 V1_UPLOAD = "/task/openapi/upload"
+APP_DEMO = "/api/webapp/apiCallDemo"  # GET: an AI app's settable fields (clients call it before ai-app/run)
 V1_PREFIXES = ("/task/openapi/", "/uc/openapi/", "/api/openapi/")
 V2_RUN_RE = re.compile(r"^/openapi/v2/run/(workflow|ai-app)/([^/]+)$")
 V2_QUERY, V2_UPLOAD = "/openapi/v2/query", "/openapi/v2/media/upload/binary"
@@ -92,6 +93,11 @@ async def route(request: web.Request, app: SimApp) -> web.StreamResponse:
         return await handle_ws(request, app)
     if (path + "/").startswith(NATIVE_PREFIXES):
         return await handle_native(request, app, request.app[NATIVE])
+    if path == APP_DEMO:
+        if request.method != "GET":
+            await read_body(request)
+            return spring_error(405, path, {"Allow": "GET"})
+        return await app_demo(request, app)
     if path in V1_ROUTES or path == V1_UPLOAD or V2_RUN_RE.match(path) or path in (V2_QUERY, V2_UPLOAD):
         if request.method != "POST":
             await read_body(request)
@@ -148,6 +154,25 @@ async def v1_call(request: web.Request, app: SimApp) -> web.StreamResponse:
 
     reply = await asyncio.to_thread(perform)
     log.info("%s key=%s -> %s", endpoint, redact(key), reply.get("code"))
+    return await _reply(request, app, reply, fault)
+
+
+async def app_demo(request: web.Request, app: SimApp) -> web.StreamResponse:
+    """GET /api/webapp/apiCallDemo?apiKey=…&webappId=… (the key may also come as Bearer)."""
+    key = request.query.get("apiKey") or request.query.get("apikey") or bearer(request)
+    app.count("apiCallDemo", key)
+    fault, early = await _fault_before(request, app, "apiCallDemo")
+    if early is not None:
+        return early
+
+    def perform() -> dict:
+        try:
+            return app.ep_app_demo(dict(request.query), key)
+        except ApiError as err:
+            return app.error_reply(err)
+
+    reply = await asyncio.to_thread(perform)
+    log.info("apiCallDemo key=%s -> %s", redact(key), reply.get("code"))
     return await _reply(request, app, reply, fault)
 
 

@@ -182,6 +182,40 @@ def test_docs_http_client_ai_app_with_descriptions_and_bare_status(sim):
     assert sim.task(task_id)["graph"]["1"]["inputs"]["seed"] == "11"  # kept as sent; the remote node converts it
 
 
+def test_ai_app_clients_read_its_fields_then_upload_and_run(sim):
+    """The flow of several public AI-app clients (the official readme's example among them):
+    GET /api/webapp/apiCallDemo for the app's nodeInfoList, set the IMAGE field to an
+    uploaded file, run the app with that list, read its outputs."""
+    app_id, key = WORKFLOWS["invert"], sim.keys[0]
+    demo = requests.get(sim.base_url + "/api/webapp/apiCallDemo", params={"apiKey": key, "webappId": app_id},
+                        headers={"Authorization": f"Bearer {key}"}, timeout=10).json()
+    assert demo["code"] == 0 and demo["data"]["webappName"]
+    fields = demo["data"]["nodeInfoList"]
+    image = next(f for f in fields if f["fieldType"] == "IMAGE")
+    assert image == {"nodeId": "1", "nodeName": "LoadImage", "fieldName": "image", "fieldValue": "example.png",
+                     "fieldType": "IMAGE", "description": "Load Image"}
+    assert {"nodeId": "3", "fieldName": "filename_prefix", "fieldType": "STRING"}.items() <= next(
+        f for f in fields if f["fieldName"] == "filename_prefix").items()
+    assert not any(isinstance(f["fieldValue"], list) for f in fields)  # links are no fields
+    name = requests.post(sim.base_url + "/task/openapi/upload", files={"file": ("in.png", _png(90))},
+                         data={"apiKey": key, "fileType": "image"}, timeout=10).json()["data"]["fileName"]
+    image["fieldValue"] = name
+    run = requests.post(sim.base_url + "/task/openapi/ai-app/run", timeout=10, json={
+        "apiKey": key, "webappId": app_id, "nodeInfoList": fields}).json()
+    assert run["code"] == 0, run
+    outputs = sim.wait_for(lambda: (o := requests.post(sim.base_url + "/task/openapi/outputs", timeout=10, json={
+        "apiKey": key, "taskId": run["data"]["taskId"]}).json())["code"] == 0 and o)
+    [item] = outputs["data"]
+    assert np.array_equal(_pixels(requests.get(item["fileUrl"], timeout=10).content), 255 - _pixels(_png(90)))
+
+    unknown = requests.get(sim.base_url + "/api/webapp/apiCallDemo", params={"apiKey": key, "webappId": "404"},
+                           timeout=10).json()
+    assert unknown["code"] == 901
+    assert requests.get(sim.base_url + "/api/webapp/apiCallDemo", params={"webappId": app_id},
+                        timeout=10).json()["code"] != 0  # no key
+    assert requests.post(sim.base_url + "/api/webapp/apiCallDemo", json={}, timeout=10).status_code == 405
+
+
 def test_js_upload_with_extra_form_fields(sim):
     """A Node.js client (axios + form-data) adds `webappId` to the upload form; extra fields
     are ignored and the reply is the usual `{fileName, fileType}`."""
