@@ -79,8 +79,11 @@ class Storage:
     # -- inputs ---------------------------------------------------------------
     def save_upload(self, data: bytes, ext: str, key: str, folder: str = "api") -> str:
         """Stores an upload by `key`; returns the RunningHub file name `<folder>/<sha256>.<ext>`
-        (`api/` from the v1 upload, `openapi/` from v2's)."""
-        name = f"{folder}/{hashlib.sha256(data).hexdigest()}.{ext}"
+        (`api/` from the v1 upload, `openapi/` from v2's); a ZIP (an image batch for a
+        LoadImages-from-zip node's `upload` field) is named by its bare sha256, as the real
+        service answers it."""
+        digest = hashlib.sha256(data).hexdigest()
+        name = digest if ext == "zip" else f"{folder}/{digest}.{ext}"
         with self._lock:
             self._uploaders.setdefault(name, set()).add(key)
         path = self.input_dir / name

@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import re
+import zipfile
 
 import av
 import numpy as np
@@ -95,6 +96,20 @@ def test_upload_file_type_input_and_same_name_for_same_bytes(api):
     for label in ("lora", "latent", "file"):  # labels public clients send: echoed, the file judged by itself
         reply = api.upload(data, "c.png", label)
         assert reply["code"] == 0 and reply["data"] == {"fileName": one["data"]["fileName"], "fileType": label}
+
+
+def test_a_zip_of_images_is_named_by_its_bare_hash(api, sim):
+    """The API docs' ZIP upload (an image batch) answers the file's sha256 alone, no folder
+    and no extension, on v1 and v2; the name then finds the file."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as archive:
+        archive.writestr("a.png", png_bytes(np.zeros((2, 2, 3), np.uint8)))
+    data = buf.getvalue()
+    digest = hashlib.sha256(data).hexdigest()
+    assert api.upload(data, "batch.zip", "image")["data"] == {"fileName": digest, "fileType": "image"}
+    v2 = requests.post(sim.base_url + "/openapi/v2/media/upload/binary", timeout=10,
+                       headers={"Authorization": f"Bearer {sim.keys[0]}"}, files={"file": ("batch.zip", data)}).json()
+    assert v2["data"]["fileName"] == digest and requests.get(v2["data"]["download_url"], timeout=10).content == data
 
 
 def test_saved_png_carries_the_prompt_unless_add_metadata_false(api):
