@@ -231,6 +231,8 @@ async def v2_call(request: web.Request, app: SimApp) -> web.StreamResponse:
             try:
                 account = app.authenticate(key, "Authorization")
             except ApiError as err:
+                if is_upload:  # the upload's own shape in the API docs
+                    return {"code": 401, "message": "ApiKey verification failed: API Key不存在", "data": None}
                 raise ApiError(P.APIKEY_UNAUTHORIZED, "invalid api key") from err
             if is_upload:
                 if raw is None:

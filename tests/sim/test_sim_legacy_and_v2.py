@@ -104,6 +104,9 @@ def test_v2_upload_binary(api, sim):
                         headers={"Authorization": f"Bearer {sim.keys[0]}"},
                         files={"file": ("sound.wav", io.BytesIO(data))}, timeout=5).json()
     assert big["code"] == 1008 and big["data"] is None
+    stranger = requests.post(sim.base_url + "/openapi/v2/media/upload/binary", headers={"Authorization": "Bearer x"},
+                             files={"file": ("sound.wav", io.BytesIO(data))}, timeout=5).json()
+    assert stranger == {"code": 401, "message": "ApiKey verification failed: API Key不存在", "data": None}
 
 
 def test_a_v2_query_of_a_task_id_that_is_no_number_cannot_be_read(sim):
