@@ -68,11 +68,14 @@ def _prompt_server():
 def send_status(node_id: str | None, status: "RunStatus", *, text: str | None = None, index: int = 0, runs: int = 1,
                 warnings: tuple[str, ...] = ()) -> None:
     """`status` (remote/status.py) under the node: ComfyUI's progress text (`text`, default
-    the status line) plus the typed `runninghub.status` event the front end renders.
+    the status line) plus the typed `runninghub.status` event the front end renders, to the
+    front end that queued the prompt. A prompt queued without a client id (a script) gets
+    none: ComfyUI would send them to every socket on `/ws`, which any web page can open, and
+    they name the task and its cost.
 
     Safe from worker threads: the server queues messages thread-safely."""
     server = _prompt_server()
-    if server is None:
+    if server is None or getattr(server, "client_id", None) is None:
         return
     if node_id is not None:
         text = status.line if text is None else text

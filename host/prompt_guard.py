@@ -8,7 +8,8 @@ Workflow or RH Remote Group and spend the user's coins with the stored key. The 
 cannot change ComfyUI's route, but it can add a middleware for that one case: a `POST
 /prompt` sent by a browser (it names its page in `Origin` or `Sec-Fetch-Site`) from
 anywhere but ComfyUI's own page (host_guard's Host and Origin rules) answers 403 when the
-prompt holds one of the pack's nodes. Prompts without them, scripts (no such headers) and
+prompt holds one of the pack's nodes, read as ComfyUI reads it (the charset the request
+names), or when it cannot be read so. Prompts without them, scripts (no such headers) and
 ComfyUI's own page are left to ComfyUI as before.
 """
 
@@ -36,13 +37,28 @@ def refusal(headers: Any) -> str | None:
     return host_guard.refusal(host) or host_guard.origin_refusal(origin, fetch_site, host)
 
 
-def holds_pack_nodes(body: bytes) -> bool:
+def may_hold_pack_nodes(text: str | None) -> bool:
+    """Whether the body, as ComfyUI reads it (`text`: decoded with the charset the request
+    names, None when that fails), may queue one of the pack's nodes. Anything it cannot
+    judge counts as yes: a page must not get past the check by writing the body in a way
+    only ComfyUI reads (a charset, a class_type that is not a string)."""
+    if text is None:
+        return True
     try:
-        prompt = json.loads(body).get("prompt")
+        prompt = json.loads(text).get("prompt")
     except (ValueError, RecursionError, AttributeError):
-        return False  # not a prompt ComfyUI would run: its own route answers
-    return isinstance(prompt, dict) and any(isinstance(node, dict) and node.get("class_type") in PACK_NODES
-                                            for node in prompt.values())
+        return True
+    if not isinstance(prompt, dict):
+        return False  # ComfyUI runs nothing: it answers "no prompt" itself
+    return any(not isinstance(node, dict) or not isinstance(node.get("class_type"), str)
+               or node["class_type"] in PACK_NODES for node in prompt.values())
+
+
+async def _as_comfyui_reads_it(request) -> str | None:
+    try:
+        return await request.text()  # what ComfyUI's `await request.json()` decodes
+    except (UnicodeDecodeError, LookupError):
+        return None
 
 
 def middleware():
@@ -52,7 +68,7 @@ def middleware():
     async def refuse_pack_prompts_from_other_pages(request, handler):
         if request.method == "POST" and request.path in PROMPT_PATHS:
             message = refusal(request.headers)
-            if message is not None and holds_pack_nodes(await request.read()):
+            if message is not None and may_hold_pack_nodes(await _as_comfyui_reads_it(request)):
                 log.warning("a prompt with RunningHub nodes was refused: %s", message)
                 return web.json_response({"error": {"type": "runninghub_prompt_refused", "message": message,
                                                     "details": "", "extra_info": {}}, "node_errors": {}}, status=403)

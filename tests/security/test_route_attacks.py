@@ -252,25 +252,35 @@ def test_a_key_echoed_by_the_server_reaches_no_error_log_or_history(echo_host, e
 def test_a_spying_socket_hears_that_tasks_changed_but_nothing_about_them(echo_host, echo_sim):
     """Any page can open ComfyUI's /ws (a socket has no CORS; ComfyUI lets `Origin: null`
     through): the task panel's event tells it only that the ledger changed, not the task
-    ids, seeds, costs or output URLs (those stay behind GET /runninghub/tasks)."""
+    ids, seeds, costs or output URLs (those stay behind GET /runninghub/tasks); a node's
+    status reaches only the page that queued it, so a script's prompt (no client id, which
+    ComfyUI would broadcast) shows none."""
     echo_sim.reset()
     spy = websocket.create_connection(f"ws://127.0.0.1:{echo_host.port}/ws?clientId=spy", header=["Origin: null"],
                                       timeout=30)
     try:
         result = echo_host.run(run_fetch(WORKFLOWS["noise"], seed=secrets.randbelow(10**9)), timeout=120)
         assert result.status == "success"
-        heard = []
+        script = requests.post(echo_host.base_url + "/prompt", timeout=60,  # a script's: no client id
+                               json={"prompt": run_fetch(WORKFLOWS["noise"], seed=secrets.randbelow(10**9))})
+        prompt_id = script.json()["prompt_id"]
+        echo_sim.wait_for(lambda: prompt_id in echo_host.get(f"/history/{prompt_id}").json(), timeout=120)
+        statuses, heard = [], []
         spy.settimeout(1.0)
         try:
             while True:
                 frame = spy.recv()
-                if isinstance(frame, str) and json.loads(frame).get("type") == "runninghub.tasks":
-                    heard.append(json.loads(frame)["data"])
+                message = json.loads(frame) if isinstance(frame, str) else {}
+                if message.get("type") == "runninghub.tasks":
+                    heard.append(message["data"])
+                elif message.get("type") in ("runninghub.status", "progress_text"):
+                    statuses.append(message)
         except websocket.WebSocketTimeoutException:
             pass
     finally:
         spy.close()
     assert heard and all(data == {} for data in heard), heard
+    assert statuses == []  # the node's status (task id, cost) goes to the page that queued it, if any
     [task] = [t for t in echo_host.get("/runninghub/tasks").json()["tasks"] if t["status"] == "SUCCESS"][:1]
     assert task["task_id"] and task["outputs"]  # the panel itself still reads them
 
@@ -300,6 +310,17 @@ def test_another_page_cannot_queue_a_prompt_that_spends_coins(echo_host, echo_si
             assert "not from ComfyUI's own page" in resp.json()["error"]["message"] \
                 or "DNS rebinding" in resp.json()["error"]["message"]
     assert {"Origin": "null", "Content-Type": "text/plain"} in ours, ours  # ComfyUI lets that one through
+    # bodies only ComfyUI reads as they are meant: it decodes with the charset the request names
+    utf7 = body.replace("RHRunWorkflow", "RH+AFI-unWorkflow").replace("RHFetchOutputs", "RH+AEY-etchOutputs")
+    assert json.loads(utf7.encode().decode("utf-7"))["prompt"] == graph
+    latin = json.dumps({"prompt": graph, "client_id": "page\u00ff"}, ensure_ascii=False).encode("latin-1")
+    odd_class = json.dumps({"prompt": {**graph, "99": {"class_type": ["RHRunWorkflow"], "inputs": {}}}})
+    for data, content_type in ((utf7.encode(), "text/plain;charset=utf-7"), (latin, "text/plain; charset=latin-1"),
+                               (body.encode(), "text/plain;charset=x-no-such-charset"),
+                               (odd_class.encode(), "text/plain")):
+        resp = requests.post(echo_host.base_url + "/prompt", data=data, timeout=60,
+                             headers={"Origin": "null", "Content-Type": content_type})
+        assert resp.status_code == 403 and resp.json()["error"]["type"] == "runninghub_prompt_refused", resp.text
     time.sleep(0.5)
     assert echo_sim.count("create") == 0 and echo_host.get("/queue").json()["queue_pending"] == []
 
