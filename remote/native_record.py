@@ -77,12 +77,13 @@ class NativeRecord:
     def earlier(self) -> LedgerEntry | None:
         if self.run is None:
             return None
-        found = self.ledger.lookup(self.run.fingerprint)
+        found = self.run.lookup()
         if found is None:
             return None
         if found.status in (MAY_EXIST, SUBMITTING) and not found.task_id:
             raise may_exist_error(found)
         self.entry = found.entry
+        self.run.follow(found.entry)
         log.info("re-attaching to native prompt %s (%s, entry %d of the task ledger) instead of sending a new one",
                  found.task_id, found.status.lower(), found.entry)
         return found
@@ -91,6 +92,7 @@ class NativeRecord:
         if self.ledger is not None:
             self.entry = self.ledger.begin(self.run.fingerprint, key_hint=key_hint, prompt_id=self.journal.prompt_id,
                                            node_id=self.journal.node_id, task_id=prompt_id)
+            self.run.follow(self.entry)
 
     def created(self, prompt_id: str, state: str = "QUEUED") -> None:
         self._write(lambda entry: self.ledger.created(entry, prompt_id, state), prompt_id)
@@ -108,12 +110,19 @@ class NativeRecord:
 
     def uncertain(self, message: str) -> None:
         if self.entry is not None:
+            self.unfollow()
             self.ledger.uncertain(self.entry, message)
 
     def forget(self) -> None:
         if self.entry is not None:
+            self.unfollow()
             self.ledger.forget(self.entry)
             self.entry = None
+
+    def unfollow(self) -> None:
+        """This run no longer follows its entry (remote/followers.py)."""
+        if self.run is not None:
+            self.run.unfollow(self.entry)
 
     def cancelled_elsewhere(self) -> LedgerEntry | None:
         """The entry, when something else (the task panel's Cancel) has finished it as CANCEL."""
@@ -125,12 +134,21 @@ class NativeRecord:
     def finished(self, status: str, *, outputs: Mapping[str, Any] | None = None, message: str = "") -> None:
         self._write(lambda entry: self.ledger.finished(entry, status, message=message, outputs=outputs_for_ledger(
             outputs) if outputs is not None else None), None)
+        self.unfollow()  # after the write: a re-queue waiting for this stopped run reads how it ended
 
     def outcome(self, wait: Callable[[], NativePromptResult]) -> NativePromptResult:
         """`wait()`, recording how it ended; a wait that ended without an answer (an outage,
         a time budget, a shutdown that leaves prompts running) leaves the entry as it was."""
         try:
-            result = wait()
+            result = self._recorded(wait)
+            self.finished("SUCCESS", outputs=result.outputs)
+            return result
+        finally:
+            self.unfollow()  # after the outcome is written: a waiting re-queue then reads it
+
+    def _recorded(self, wait: Callable[[], NativePromptResult]) -> NativePromptResult:
+        try:
+            return wait()
         except TaskCancelledError as exc:
             self.finished("CANCEL", message=str(exc))
             raise
@@ -141,6 +159,4 @@ class NativeRecord:
             if exc.cancelled:
                 self.finished("CANCEL", message=str(exc))
             raise  # else left as it was (a failed stop, a shutdown that leaves it running): the next run re-attaches
-        self.finished("SUCCESS", outputs=result.outputs)
-        return result
 

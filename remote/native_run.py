@@ -152,10 +152,13 @@ def _run_prompt(native: NativeClient | KeyPool, prompt: Mapping[str, Any], *,
             result = _reattach(pool, earlier, record, follow, prompt, senders)
             if result is not None:
                 return result
-        with lease:
-            if on_submitted is not None:
-                on_submitted(started.task_id)
-            return follow(started, reattached=False)
+        try:
+            with lease:
+                if on_submitted is not None:
+                    on_submitted(started.task_id)
+                return follow(started, reattached=False)
+        finally:
+            record.unfollow()  # the follow's outcome does it; this covers an error before it
 
 
 def _submitter(prompt: dict, prompt_id: str, record: NativeRecord, socket_wait: float,

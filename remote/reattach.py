@@ -23,13 +23,14 @@ from typing import Callable, Iterable, Iterator, TypeVar
 
 from ..client.errors import (ProtocolError, RunningHubError, SubmissionUncertainError, TaskCancelledError,
                              TaskFailedError, TaskNotFoundError, WaitInterrupted)
-from ..client.ledger import (MAY_EXIST, SUBMITTING, LedgerEntry, RunFingerprint, TaskLedger, TaskMayExistError,
-                            written_for_existing_task)
+from ..client.ledger import (MAY_EXIST, SUBMITTING, WAITING, LedgerEntry, RunFingerprint, TaskLedger,
+                            TaskMayExistError, written_for_existing_task)
 from ..client import file_lock
 from ..client.overrides import NodeOverride, merge_overrides
 from ..client.polling import TaskProgress
 from ..client.records import TaskHandle, TaskResult
 from ..client.sites import Site
+from . import followers
 
 log = logging.getLogger("runninghub_bridge.remote")
 
@@ -68,6 +69,7 @@ class LedgerRun:
         self.tick = tick
         self.entry: int | None = None
         self._unrecorded: TaskHandle | None = None  # created, but the ledger could not say so yet
+        self.should_stop: Callable[[], bool] | None = None  # the run's stop, from `turn`
 
     @contextmanager
     def turn(self, should_stop: Callable[[], bool] | None = None) -> Iterator[None]:
@@ -78,6 +80,7 @@ class LedgerRun:
         processes a file lock beside the ledger (`TaskLedger.turn_lock_path`): while it is
         held, other processes read this run's SUBMITTING entry as it is, not as MAY_EXIST."""
         stopped = should_stop or (lambda: False)
+        self.should_stop = should_stop
         turn = _turn_for(self.fingerprint.digest())
         try:
             while not turn.lock.acquire(timeout=self.tick):
@@ -93,14 +96,31 @@ class LedgerRun:
         finally:
             _turn_done(self.fingerprint.digest(), turn)
 
+    def lookup(self) -> LedgerEntry | None:
+        """The ledger's entry for this run (TaskLedger.lookup), looked up again once a stopped
+        run of this process that follows it has finished its cancel (remote/followers.py)."""
+        found = self.ledger.lookup(self.fingerprint)
+        if found is not None and found.status in WAITING and followers.wait_if_stopping(
+                self.ledger.path, found.entry, gave_up=self.should_stop or (lambda: False)):
+            found = self.ledger.lookup(self.fingerprint)
+        return found
+
+    def follow(self, entry: int) -> None:
+        """From now until `unfollow`, this run follows `entry` (remote/followers.py)."""
+        followers.follow(self.ledger.path, entry, self.should_stop)
+
+    def unfollow(self, entry: int | None) -> None:
+        followers.unfollow(self.ledger.path, entry)
+
     def earlier(self) -> LedgerEntry | None:
         """The task to re-attach to, or None to create one (call it during your `turn`)."""
-        found = self.ledger.lookup(self.fingerprint)
+        found = self.lookup()
         if found is None:
             return None
         if found.status in (MAY_EXIST, SUBMITTING):
             raise may_exist_error(found)
         self.entry = found.entry
+        self.follow(found.entry)
         log.info("re-attaching to RunningHub task %s (%s, entry %d of the task ledger) instead of creating a new one",
                  found.task_id, found.status.lower(), found.entry)
         return found
@@ -112,15 +132,19 @@ class LedgerRun:
             journal = self.journal
             self.entry = self.ledger.begin(self.fingerprint, key_hint=client.key.hint, prompt_id=journal.prompt_id,
                                            node_id=journal.node_id)
+            self.follow(self.entry)
             try:
                 handle = create(client)
             except MAYBE_CREATED as exc:
+                self.unfollow(self.entry)
                 self.ledger.uncertain(self.entry, str(exc))
                 raise
             except RunningHubError:
+                self.unfollow(self.entry)
                 self.ledger.forget(self.entry)  # refused, no capacity, never sent: nothing exists
                 raise
             except BaseException as exc:  # anything unforeseen: the create may have gone out
+                self.unfollow(self.entry)
                 self.ledger.uncertain(self.entry, f"{type(exc).__name__}: {exc}"[:500])
                 raise
             self._unrecorded = handle
@@ -149,7 +173,15 @@ class LedgerRun:
         outage, a time budget, ComfyUI stopping) leaves the task as it was: the next run
         with the same fingerprint re-attaches to it."""
         try:
-            result = wait()
+            result = self._recorded(wait)
+            self._finish("SUCCESS", result=result)
+            return result
+        finally:
+            self.unfollow(self.entry)  # after the outcome is written: a waiting re-queue then reads it
+
+    def _recorded(self, wait: Callable[[], TaskResult]) -> TaskResult:
+        try:
+            return wait()
         except TaskCancelledError as exc:
             self._finish("CANCEL", message=str(exc))
             raise
@@ -163,8 +195,6 @@ class LedgerRun:
             if exc.cancelled:
                 self._finish("CANCEL", message=str(exc))
             raise  # else left as it was (a failed cancel, a shutdown that leaves it running): the next run re-attaches
-        self._finish("SUCCESS", result=result)
-        return result
 
     def _finish(self, status: str, *, result: TaskResult | None = None, message: str = "") -> None:
         if self.entry is not None:
@@ -229,6 +259,9 @@ class _NotRecorded(LedgerRun):
 
     def earlier(self) -> None:
         return None
+
+    def unfollow(self, entry) -> None:
+        pass
 
     def recording(self, create):
         return create

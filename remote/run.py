@@ -126,15 +126,18 @@ def run_and_wait(pool: KeyPool | RunningHubClient, *, kind: str, workflow_id: st
         reattached = _reattach(pool, earlier, wait, on_reattach)
         if reattached is not None:
             return reattached
-    with lease:  # the slot is given back when the task ends, however it ends
-        if on_submitted is not None:
-            on_submitted(handle.task_id)
-        rejected = rejected_outputs(handle)
-        if rejected is not None:
-            log.warning("%s", rejected)
-            if on_warning is not None:
-                on_warning(rejected)
-        return wait(lease.client, handle.task_id, handle.state, handle.net_wss_url)
+    try:
+        with lease:  # the slot is given back when the task ends, however it ends
+            if on_submitted is not None:
+                on_submitted(handle.task_id)
+            rejected = rejected_outputs(handle)
+            if rejected is not None:
+                log.warning("%s", rejected)
+                if on_warning is not None:
+                    on_warning(rejected)
+            return wait(lease.client, handle.task_id, handle.state, handle.net_wss_url)
+    finally:
+        recorded.unfollow(recorded.entry)  # the wait's outcome does it; this covers an error before it
 
 
 def socket_opener(client: RunningHubClient, kind: str, workflow_id: str, task_id: str):

@@ -224,6 +224,30 @@ def test_a_create_cut_short_by_a_killed_comfyui_can_be_cleared_from_the_task_pan
     assert host.run(graph, timeout=120).status == "success" and sim.count("create") == creates + 1
 
 
+def test_a_requeue_after_another_node_failed_does_not_take_a_task_being_cancelled(host, sim):
+    """Another node of the prompt fails while RH Run Workflow's create is on its way: ComfyUI
+    abandons the node, whose run records the task and then cancels it (nothing should run
+    for a prompt that failed). Queued again at once (the bad node removed), the run must not
+    re-attach to that task in the moment before its cancel (it ended "cancelled"): it waits
+    for the cancel, then creates its own task and succeeds."""
+    graph = run_fetch(WORKFLOWS["noise"], seed=63, save_images=False)
+    # a local branch that fails at run time (a prefix outside the output folder) after a moment's work
+    graph["20"] = {"class_type": "EmptyImage", "inputs": {"width": 1024, "height": 1024, "batch_size": 1, "color": 7}}
+    graph["21"] = {"class_type": "ImageBlur", "inputs": {"image": ["20", 0], "blur_radius": 10, "sigma": 3.0}}
+    graph["30"] = {"class_type": "SaveImage", "inputs": {"images": ["21", 0], "filename_prefix": "../../escape"}}
+    sim.configure(run_seconds=8)
+    sim.fault("create", "delay", seconds=5, commit=True)  # the create outlives the prompt
+    first = host.run(graph, timeout=120)
+    assert first.status == "error" and first.error["node_id"] == "30", first.error
+    for node in ("20", "21", "30"):
+        del graph[node]
+    again = host.run(graph, timeout=120)
+    assert again.status == "success", again.error
+    tasks = sim.tasks()
+    assert len(tasks) == 2 and tasks[0]["cancelled"] and not tasks[1]["cancelled"], tasks
+    assert [row["status"] for row in ledger_rows(host)][-2:] == ["CANCEL", "SUCCESS"]
+
+
 SENDING_COMFYUI = textwrap.dedent("""
     import sys
     sys.path.insert(0, {tests!r})
