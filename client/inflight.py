@@ -16,17 +16,18 @@ from typing import Iterator
 
 class InFlight:
     def __init__(self) -> None:
-        self._tasks: dict[int, str] = {}
+        self._tasks: dict[int, tuple[str, bool]] = {}
         self._cond = threading.Condition()
         self._next = 0
 
     @contextmanager
-    def on(self, what: str) -> Iterator[None]:
-        """Registers `what` (e.g. "task 123 on www.runninghub.cn") for the duration of the block."""
+    def on(self, what: str, *, creating: bool = False) -> Iterator[None]:
+        """Registers `what` (e.g. "task 123 on www.runninghub.cn") for the duration of the
+        block; `creating`: a create whose reply is on its way (shutdown waits longer for it)."""
         with self._cond:
             self._next += 1
             entry = self._next
-            self._tasks[entry] = what
+            self._tasks[entry] = (what, creating)
         try:
             yield
         finally:
@@ -36,7 +37,12 @@ class InFlight:
 
     def tasks(self) -> list[str]:
         with self._cond:
-            return list(self._tasks.values())
+            return [what for what, _ in self._tasks.values()]
+
+    def creating(self) -> list[str]:
+        """The creates whose reply is on its way."""
+        with self._cond:
+            return [what for what, creating in self._tasks.values() if creating]
 
     def wait_until_none(self, timeout: float) -> list[str]:
         """Block until no task is waited on, at most `timeout` s; the tasks still waited on."""
@@ -47,7 +53,7 @@ class InFlight:
                 if left <= 0:
                     break
                 self._cond.wait(left)
-            return list(self._tasks.values())
+            return [what for what, _ in self._tasks.values()]
 
 
 IN_FLIGHT = InFlight()

@@ -27,6 +27,7 @@ import urllib3
 
 from .credentials import ApiKey
 from .errors import ProtocolError, SubmissionUncertainError, TransportError
+from .inflight import IN_FLIGHT
 from .redact import scrub, scrub_tree
 from .retry import Attempts, RetryPolicy, parse_retry_after
 from .sites import Site
@@ -195,7 +196,11 @@ def request_with_retries(session: requests.Session, method: str, url: str, *,
                                      timeout=(timeouts.connect, read_timeout or timeouts.read), **request)
             # a repeatable call may be abandoned when the run stops; one that may create
             # something is waited for (its reply says whether it did)
-            resp = stoppable(send, what=what, on_abandoned=requests.Response.close) if repeatable else send()
+            if repeatable:
+                resp = stoppable(send, what=what, on_abandoned=requests.Response.close)
+            else:
+                with IN_FLIGHT.on(what, creating=True):  # shutdown waits for its reply (host/shutdown.py)
+                    resp = send()
             try:
                 return parse(resp)
             finally:

@@ -1,5 +1,6 @@
 """Ctrl+C and SIGTERM: stop every run, cancel the remote tasks being waited on (or leave
-them running), then let ComfyUI exit as it would have, within 2 s.
+them running), then let ComfyUI exit as it would have, within 2 s (up to 6 s while a
+create's reply is on its way: only it names the task to cancel).
 
 Without this, SIGINT ended ComfyUI's server but the interpreter then joined the pack's
 worker threads, which waited until the remote task ended (up to max_wait_minutes), and a
@@ -28,6 +29,7 @@ log = logging.getLogger("runninghub_bridge.host")
 
 ENV_ON_SHUTDOWN = "RUNNINGHUB_ON_SHUTDOWN"  # cancel (default) | leave
 GRACE = 1.5  # seconds for the cancels; ComfyUI still exits within 2 s
+CREATE_GRACE = 6.0  # ... unless a create's reply is on its way: its task is then cancelled (or recorded)
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 _installed = False
@@ -73,9 +75,17 @@ def _on_signal(signum: int, frame, previous) -> None:
 
 
 def _resend_when_runs_ended(signum: int) -> None:
+    """The runs get GRACE s to cancel their tasks; a create whose reply is still on its way
+    gets up to CREATE_GRACE s in all, since only its reply names the task it made: cancelled
+    then (or recorded in the ledger when tasks are left running), not left billing unknown."""
     left = IN_FLIGHT.wait_until_none(GRACE)
+    creating = IN_FLIGHT.creating()
+    if left and creating:
+        log.warning("waiting up to %.0f s more for the reply of %s, so the task it made is not left unknown",
+                    CREATE_GRACE - GRACE, ", ".join(creating))
+        left = IN_FLIGHT.wait_until_none(CREATE_GRACE - GRACE)
     if left:
-        log.warning("still waiting on %s after %.1f s; check the task list on the website", ", ".join(left), GRACE)
+        log.warning("still waiting on %s; check the task list on the website", ", ".join(left))
     os.kill(os.getpid(), signum)
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from support.comfy_host import interrupt_after
 from support.graphs import run_fetch
+from support.ledger_view import ledger_rows
 from support.simulator import WORKFLOWS, Simulator
 
 pytestmark = pytest.mark.e2e
@@ -130,3 +131,30 @@ def test_stopping_comfyui_mid_run_hands_over_within_2_s(sim, comfy_host_factory,
         assert after["cancelled"] is True, host.log_tail()
         assert after["finished"] - task["started"] < 60 - 1  # cancelled, not run to its end
     assert "cannot schedule new futures" not in host.log_text()
+
+
+@pytest.mark.parametrize("on_shutdown", ["cancel", "leave"])
+def test_stopping_comfyui_while_a_create_waits_for_its_reply(sim, comfy_host_factory, on_shutdown):
+    """SIGTERM while a create's reply is on its way (3 s here, past the 1.5 s grace): only
+    that reply names the task it made, so the pack waits for it (up to 6 s) and then
+    cancels the task, or records it when tasks are left running; it used to exit at once,
+    leaving a billed task nobody knew the id of ("may exist" after the restart)."""
+    env = sim.pack_env(RUNNINGHUB_ON_SHUTDOWN=on_shutdown)
+    host = comfy_host_factory(env=env, fresh=True, name=f"stop-create-{on_shutdown}")
+    sim.fault("create", "delay", seconds=3, commit=True)
+    host.queue_prompt(run_fetch(WORKFLOWS["empty"], save_images=False))
+    deadline = time.monotonic() + 60
+    while not sim.tasks() and time.monotonic() < deadline:  # the create has arrived; its reply is held back
+        time.sleep(0.02)
+    sent = time.monotonic()
+    host.send_signal(signal.SIGTERM)
+    assert host.wait_exit(20) is not None, "ComfyUI did not exit"
+    took = time.monotonic() - sent
+    assert 2.5 < took < 7.5, f"{took:.1f} s:\n{host.log_tail()}"
+    [task] = sim.tasks()
+    [entry] = ledger_rows(host)
+    assert entry["task_id"] == task["taskId"]  # the ledger knows the task: a restart can find it
+    if on_shutdown == "cancel":
+        assert task["cancelled"] is True and entry["status"] == "CANCEL", host.log_tail()
+    else:
+        assert task["status"] in ("QUEUED", "RUNNING") and entry["status"] in ("QUEUED", "RUNNING")

@@ -18,6 +18,7 @@ import requests
 from PIL import Image
 
 from support.graphs import run_fetch, upload_run_fetch
+from support.ledger_view import ledger_rows
 from support.pack import pack_module
 from support.simulator import WORKFLOWS
 
@@ -54,13 +55,6 @@ def executed(result, node_id: str) -> bool:
     return node_id not in cached and any(e.data.get("node") == node_id for e in result.events_of("executing"))
 
 
-def ledger_rows(host) -> list[dict]:
-    path = host.user_dir / "runninghub" / "tasks.sqlite3"
-    if not path.exists():
-        return []
-    with sqlite3.connect(path) as conn:
-        conn.row_factory = sqlite3.Row
-        return [dict(r) for r in conn.execute("SELECT * FROM tasks ORDER BY entry")]
 
 
 def free_cache(host) -> None:
