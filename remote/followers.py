@@ -19,23 +19,30 @@ from typing import Callable
 STOPPING_LIMIT = 60.0  # seconds a lookup waits for a stopped run to finish its cancel
 _TICK = 0.05
 
-_runs: dict[tuple[str, int], Callable[[], bool]] = {}
+_runs: dict[tuple[str, int], list[Callable[[], bool]]] = {}  # (ledger, entry) -> the stops of its followers
 _changed = threading.Condition()
 
 
 def follow(ledger_path: str, entry: int, should_stop: Callable[[], bool] | None) -> None:
-    """The calling run follows `entry` of the ledger at `ledger_path`, stopped when `should_stop()`."""
+    """A run follows `entry` of the ledger at `ledger_path`, stopped when `should_stop()`
+    (twin runs may follow one entry: each registers its own stop)."""
     if should_stop is None:
         return
     with _changed:
-        _runs[(ledger_path, int(entry))] = should_stop
+        _runs.setdefault((ledger_path, int(entry)), []).append(should_stop)
 
 
-def unfollow(ledger_path: str, entry: int | None) -> None:
-    if entry is None:
+def unfollow(ledger_path: str, entry: int | None, should_stop: Callable[[], bool] | None) -> None:
+    """The run whose stop is `should_stop` no longer follows `entry` (no-op when it did not)."""
+    if entry is None or should_stop is None:
         return
+    key = (ledger_path, int(entry))
     with _changed:
-        if _runs.pop((ledger_path, int(entry)), None) is not None:
+        stops = _runs.get(key, [])
+        if should_stop in stops:
+            stops.remove(should_stop)
+            if not stops:
+                del _runs[key]
             _changed.notify_all()
 
 
@@ -47,12 +54,15 @@ def wait_if_stopping(ledger_path: str, entry: int, *, gave_up: Callable[[], bool
     key = (ledger_path, int(entry))
     deadline = time.monotonic() + limit
     with _changed:
-        stopped = _runs.get(key)
-        if stopped is None or not _stopping(stopped):
+        if not _stopping_followers(key):
             return False
-        while key in _runs and time.monotonic() < deadline and not gave_up():
+        while _stopping_followers(key) and time.monotonic() < deadline and not gave_up():
             _changed.wait(_TICK)
-        return key not in _runs
+        return not _stopping_followers(key)
+
+
+def _stopping_followers(key: tuple[str, int]) -> bool:
+    return any(_stopping(stop) for stop in _runs.get(key, ()))
 
 
 def _stopping(should_stop: Callable[[], bool]) -> bool:

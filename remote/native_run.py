@@ -137,22 +137,23 @@ def _run_prompt(native: NativeClient | KeyPool, prompt: Mapping[str, Any], *,
                 started.socket.close(wait=False)  # it winds down off the run's path
 
     with stop_when(should_stop):
-        while True:
-            with record.turn(should_stop):
-                earlier = record.earlier()
-                if earlier is None:
-                    prompt_id = early.prompt_id if early is not None else new_prompt_id()
-                    tell("SUBMITTING", f"RunningHub prompt {prompt_id[:8]}: sending", prompt_id)
-                    create = _submitter(prompt, prompt_id, record, socket_wait, early, ready)
-                    lease, started = pool.submit(create, should_stop=should_stop, budget_seconds=capacity_budget,
-                                                 on_wait=on_wait, on_warning=on_warning)
-                    break
-            if early is not None:
-                early.close()  # the earlier prompt's own client id is followed instead
-            result = _reattach(pool, earlier, record, follow, prompt, senders)
-            if result is not None:
-                return result
         try:
+            while True:
+                with record.turn(should_stop):
+                    earlier = record.earlier()
+                    if earlier is None:
+                        prompt_id = early.prompt_id if early is not None else new_prompt_id()
+                        tell("SUBMITTING", f"RunningHub prompt {prompt_id[:8]}: sending", prompt_id)
+                        create = _submitter(prompt, prompt_id, record, socket_wait, early, ready)
+                        lease, started = pool.submit(create, should_stop=should_stop,
+                                                     budget_seconds=capacity_budget, on_wait=on_wait,
+                                                     on_warning=on_warning)
+                        break
+                if early is not None:
+                    early.close()  # the earlier prompt's own client id is followed instead
+                result = _reattach(pool, earlier, record, follow, prompt, senders)
+                if result is not None:
+                    return result
             with lease:
                 if on_submitted is not None:
                     on_submitted(started.task_id)

@@ -110,7 +110,7 @@ class LedgerRun:
         followers.follow(self.ledger.path, entry, self.should_stop)
 
     def unfollow(self, entry: int | None) -> None:
-        followers.unfollow(self.ledger.path, entry)
+        followers.unfollow(self.ledger.path, entry, self.should_stop)
 
     def earlier(self) -> LedgerEntry | None:
         """The task to re-attach to, or None to create one (call it during your `turn`)."""

@@ -114,19 +114,20 @@ def run_and_wait(pool: KeyPool | RunningHubClient, *, kind: str, workflow_id: st
         named = uploads.for_key(client, entries)  # the uploads they name, sent with this key too
         return recorded.recording(lambda c: create(c, named))(client)
 
-    while True:
-        with recorded.turn(should_stop):
-            earlier = recorded.earlier()
-            if earlier is None:
-                entries = pool.call_any(lambda client: prepare_overrides(client, kind, workflow_id, overrides),
-                                        on_warning=on_warning)
-                lease, handle = pool.submit(upload_then_create, should_stop=should_stop,
-                                            budget_seconds=capacity_budget, on_wait=on_wait, on_warning=on_warning)
-                break
-        reattached = _reattach(pool, earlier, wait, on_reattach)
-        if reattached is not None:
-            return reattached
     try:
+        while True:
+            with recorded.turn(should_stop):
+                earlier = recorded.earlier()
+                if earlier is None:
+                    entries = pool.call_any(lambda client: prepare_overrides(client, kind, workflow_id, overrides),
+                                            on_warning=on_warning)
+                    lease, handle = pool.submit(upload_then_create, should_stop=should_stop,
+                                                budget_seconds=capacity_budget, on_wait=on_wait,
+                                                on_warning=on_warning)
+                    break
+            reattached = _reattach(pool, earlier, wait, on_reattach)
+            if reattached is not None:
+                return reattached
         with lease:  # the slot is given back when the task ends, however it ends
             if on_submitted is not None:
                 on_submitted(handle.task_id)
