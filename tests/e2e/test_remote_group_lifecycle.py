@@ -342,3 +342,39 @@ def test_the_task_panel_takes_a_queued_group_prompt_off_the_remote_queue(cancell
     assert sim.count("native/interrupt") == 0 and sim.count("native/prompt") == 1
     [after] = [t for t in host.get(base).json()["tasks"] if t["entry"] == entry["entry"]]
     assert after["status"] == "CANCEL", after
+
+
+def test_a_requeue_after_another_node_failed_does_not_take_a_prompt_being_interrupted(cancelling_host, sim,
+                                                                                     remote_comfy, gate):
+    """Another node of the prompt fails while the group's POST /prompt is on its way:
+    ComfyUI abandons RH Remote Group, whose run records the prompt and then interrupts it.
+    Queued again at once (the bad branch removed), the group must not follow that prompt in
+    the moment before its interrupt: it waits for it, then sends its own prompt."""
+    host = cancelling_host
+    image = local_image(host, 66)
+    failing = gated_chain(image, gate)
+    failing["20"] = {"class_type": "EmptyImage", "inputs": {"width": 1024, "height": 1024, "batch_size": 1,
+                                                           "color": 5}}
+    failing["21"] = {"class_type": "ImageBlur", "inputs": {"image": ["20", 0], "blur_radius": 10, "sigma": 3.0}}
+    failing["30"] = {"class_type": "SaveImage", "inputs": {"images": ["21", 0], "filename_prefix": "../../escape"}}
+    prompt, gid = converted(host, failing)
+    before = last_entry(host)
+    sim.fault("native/prompt", "delay", seconds=4, commit=True)  # the prompt outlives the local one
+    first = host.run(prompt, timeout=120)
+    assert first.status == "error" and first.error["node_id"] == "30", first.error
+
+    again, gid_again = converted(host, gated_chain(image, gate))
+    assert gid_again == gid
+
+    def open_when_sent(event):
+        data = event.data if isinstance(event.data, dict) else {}
+        if event.type == "runninghub.status" and data.get("node") == gid and data.get("state") in ("QUEUED",
+                                                                                                  "RUNNING"):
+            gate.open()
+
+    result = host.run(again, timeout=120, on_event=open_when_sent)
+    assert result.status == "success", (result.error or {}).get("exception_message")
+    prompts = sim.wait_for(lambda: (p := sim.native_prompts()) and all(t["finished"] for t in p) and p,
+                           timeout=20, interval=0.1)
+    assert len(prompts) == 2 and prompts[0]["cancelled"] and not prompts[1]["cancelled"], prompts
+    assert [status for _, status in ledger_rows(host, before)] == ["CANCEL", "SUCCESS"]
