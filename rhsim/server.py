@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import re
+from typing import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -129,6 +130,26 @@ async def _fault_before(request: web.Request, app: SimApp, endpoint: str, envelo
 
 
 # ---------------------------------------------------------------------- v1
+async def _v1_answer(request: web.Request, app: SimApp, endpoint: str, key: str | None,
+                     call: Callable[[], dict]) -> web.StreamResponse:
+    """The one reply path of the v1-style endpoints: count the call, take its fault, run
+    `call()` in a thread (an ApiError becomes v1's error reply), log, send."""
+    app.count(endpoint, key)
+    fault, early = await _fault_before(request, app, endpoint)
+    if early is not None:
+        return early
+
+    def perform() -> dict:
+        try:
+            return call()
+        except ApiError as err:
+            return app.error_reply(err)
+
+    reply = await asyncio.to_thread(perform)
+    log.info("%s key=%s -> %s", endpoint, redact(key), reply.get("code"))
+    return await _reply(request, app, reply, fault)
+
+
 async def v1_call(request: web.Request, app: SimApp) -> web.StreamResponse:
     endpoint, method = V1_ROUTES[request.path]
     raw = await read_body(request)
@@ -139,41 +160,19 @@ async def v1_call(request: web.Request, app: SimApp) -> web.StreamResponse:
     key_param = "apikey" if endpoint == "accountStatus" else "apiKey"
     key = body.get(key_param) if isinstance(body.get(key_param), str) and body.get(key_param) else None
     key = key or bearer(request)
-    app.count(endpoint, key)
-    fault, early = await _fault_before(request, app, endpoint)
-    if early is not None:
-        return early
 
-    def perform() -> dict:
-        try:
-            if parse_error:
-                raise parse_error
-            return getattr(app, method)(body, key)
-        except ApiError as err:
-            return app.error_reply(err)
+    def call() -> dict:
+        if parse_error:
+            raise parse_error
+        return getattr(app, method)(body, key)
 
-    reply = await asyncio.to_thread(perform)
-    log.info("%s key=%s -> %s", endpoint, redact(key), reply.get("code"))
-    return await _reply(request, app, reply, fault)
+    return await _v1_answer(request, app, endpoint, key, call)
 
 
 async def app_demo(request: web.Request, app: SimApp) -> web.StreamResponse:
     """GET /api/webapp/apiCallDemo?apiKey=…&webappId=… (the key may also come as Bearer)."""
     key = request.query.get("apiKey") or request.query.get("apikey") or bearer(request)
-    app.count("apiCallDemo", key)
-    fault, early = await _fault_before(request, app, "apiCallDemo")
-    if early is not None:
-        return early
-
-    def perform() -> dict:
-        try:
-            return app.ep_app_demo(dict(request.query), key)
-        except ApiError as err:
-            return app.error_reply(err)
-
-    reply = await asyncio.to_thread(perform)
-    log.info("apiCallDemo key=%s -> %s", redact(key), reply.get("code"))
-    return await _reply(request, app, reply, fault)
+    return await _v1_answer(request, app, "apiCallDemo", key, lambda: app.ep_app_demo(dict(request.query), key))
 
 
 def _upload_limit(app: SimApp) -> int:
@@ -192,22 +191,13 @@ async def v1_upload(request: web.Request, app: SimApp) -> web.StreamResponse:
         except ApiError as err:
             error = err
     key = form_text(fields, "apiKey") or request.query.get("apiKey") or request.query.get("apikey") or bearer(request)
-    app.count("upload", key)
-    fault, early = await _fault_before(request, app, "upload")
-    if early is not None:
-        return early
 
-    def perform() -> dict:
-        try:
-            if error:
-                raise error
-            return app.ep_upload(fields, key)
-        except ApiError as err:
-            return app.error_reply(err)
+    def call() -> dict:
+        if error:
+            raise error
+        return app.ep_upload(fields, key)
 
-    reply = await asyncio.to_thread(perform)
-    log.info("upload key=%s -> %s", redact(key), reply.get("code"))
-    return await _reply(request, app, reply, fault)
+    return await _v1_answer(request, app, "upload", key, call)
 
 
 # ---------------------------------------------------------------------- v2
