@@ -225,15 +225,18 @@ def test_a_requeue_after_another_node_failed_does_not_take_a_task_being_cancelle
     re-attach to that task in the moment before its cancel (it ended "cancelled"): it waits
     for the cancel, then creates its own task and succeeds."""
     graph = run_fetch(WORKFLOWS["noise"], seed=63, save_images=False)
-    # a local branch that fails at run time (a prefix outside the output folder) after a moment's work
-    graph["20"] = {"class_type": "EmptyImage", "inputs": {"width": 1024, "height": 1024, "batch_size": 1, "color": 7}}
+    # a local branch that fails at run time (a prefix outside the output folder) after 1-5 s of work
+    graph["20"] = {"class_type": "EmptyImage", "inputs": {"width": 2048, "height": 2048, "batch_size": 1, "color": 7}}
     graph["21"] = {"class_type": "ImageBlur", "inputs": {"image": ["20", 0], "blur_radius": 10, "sigma": 3.0}}
-    graph["30"] = {"class_type": "SaveImage", "inputs": {"images": ["21", 0], "filename_prefix": "../../escape"}}
-    sim.configure(run_seconds=8)
-    sim.fault("create", "delay", seconds=5, commit=True)  # the create outlives the prompt
+    graph["22"] = {"class_type": "ImageBlur", "inputs": {"image": ["21", 0], "blur_radius": 10, "sigma": 3.0}}
+    graph["30"] = {"class_type": "SaveImage", "inputs": {"images": ["22", 0], "filename_prefix": "../../escape"}}
+    sim.configure(run_seconds=30)
+    sim.fault("create", "delay", seconds=8, commit=True)  # the create outlives the prompt
     first = host.run(graph, timeout=120)
     assert first.status == "error" and first.error["node_id"] == "30", first.error
-    for node in ("20", "21", "30"):
+    assert sim.count("create") == 1  # the create was on its way when the prompt failed
+    sim.configure(run_seconds=0.3)
+    for node in ("20", "21", "22", "30"):
         del graph[node]
     again = host.run(graph, timeout=120)
     assert again.status == "success", again.error

@@ -353,15 +353,18 @@ def test_a_requeue_after_another_node_failed_does_not_take_a_prompt_being_interr
     host = cancelling_host
     image = local_image(host, 66)
     failing = gated_chain(image, gate)
-    failing["20"] = {"class_type": "EmptyImage", "inputs": {"width": 1024, "height": 1024, "batch_size": 1,
+    # a local branch that fails at run time (a prefix outside the output folder) after 1-5 s of work
+    failing["20"] = {"class_type": "EmptyImage", "inputs": {"width": 2048, "height": 2048, "batch_size": 1,
                                                            "color": 5}}
     failing["21"] = {"class_type": "ImageBlur", "inputs": {"image": ["20", 0], "blur_radius": 10, "sigma": 3.0}}
-    failing["30"] = {"class_type": "SaveImage", "inputs": {"images": ["21", 0], "filename_prefix": "../../escape"}}
+    failing["22"] = {"class_type": "ImageBlur", "inputs": {"image": ["21", 0], "blur_radius": 10, "sigma": 3.0}}
+    failing["30"] = {"class_type": "SaveImage", "inputs": {"images": ["22", 0], "filename_prefix": "../../escape"}}
     prompt, gid = converted(host, failing)
     before = last_entry(host)
-    sim.fault("native/prompt", "delay", seconds=4, commit=True)  # the prompt outlives the local one
+    sim.fault("native/prompt", "delay", seconds=8, commit=True)  # the prompt outlives the local one
     first = host.run(prompt, timeout=120)
     assert first.status == "error" and first.error["node_id"] == "30", first.error
+    assert sim.count("native/prompt") == 1  # the group's prompt was on its way when the prompt failed
 
     again, gid_again = converted(host, gated_chain(image, gate))
     assert gid_again == gid
