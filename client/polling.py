@@ -138,7 +138,7 @@ def wait_for_task(client: RunningHubClient, task_id: str, *, initial_state: Task
                   should_stop: Callable[[], bool] | None = None, clock: Callable[[], float] = time.monotonic,
                   sleep: Callable[[float], None] = time.sleep, run_time_key: Hashable | None = None,
                   run_times: RunTimes = RUN_TIMES, net_wss_url: str | None = None,
-                  open_socket: OpenSocket | None = None) -> TaskResult:
+                  open_socket: OpenSocket | None = None, cancel_on_stop: bool = True) -> TaskResult:
     """Poll outputs until the task ends. Returns the result on SUCCESS; raises TaskFailedError
     (or TaskCancelledError) on failure, TaskTimeoutError past a budget (the task is left as it
     is), WaitInterrupted when the run is stopped (`should_stop()`, or the enclosing run's
@@ -148,10 +148,12 @@ def wait_for_task(client: RunningHubClient, task_id: str, *, initial_state: Task
     learned in `run_times` and used to place the polls of its running phase.
 
     `open_socket(url)` starts following the task's websocket (None: do not follow it);
-    `net_wss_url` is the one the create reply gave, if any."""
+    `net_wss_url` is the one the create reply gave, if any. `cancel_on_stop` False: a stop
+    leaves the task running (a task this run did not create, e.g. RH Fetch Outputs
+    re-attaching by task id)."""
     with stop_when(should_stop), IN_FLIGHT.on(f"task {task_id} on {client.site.host}"):
         wait = _Wait(client, task_id, initial_state, policy or PollPolicy(), on_progress, clock, sleep,
-                     run_time_key, run_times, SocketFeed(task_id, open_socket))
+                     run_time_key, run_times, SocketFeed(task_id, open_socket), cancel_on_stop=cancel_on_stop)
         try:
             if wait.state is TaskState.RUNNING:
                 wait.feed.follow(net_wss_url)
@@ -164,7 +166,7 @@ class _Wait:
     """The state of one wait_for_task: phase, poll schedule, outage backoff, the socket feed."""
 
     def __init__(self, client, task_id, initial_state, policy, on_progress, clock, sleep, run_time_key, run_times,
-                 feed: SocketFeed):
+                 feed: SocketFeed, *, cancel_on_stop: bool = True):
         self.feed = feed
         self.client, self.task_id, self.policy = client, task_id, policy
         self.on_progress, self.clock, self.sleep = on_progress, clock, sleep
@@ -172,6 +174,7 @@ class _Wait:
         self.started = self.phase_started = clock()
         self.state = initial_state if initial_state in (TaskState.QUEUED, TaskState.RUNNING) else TaskState.QUEUED
         self.ended_before = initial_state.finished  # a re-attach to a task that ended: a stop cancels nothing
+        self.cancel_on_stop = cancel_on_stop
         self.polls = 0
         self.interval: float | None = None
         self.last_progress = float("-inf")
@@ -221,7 +224,7 @@ class _Wait:
         since, interval = self.clock(), self.next_interval()
         while True:
             if stop_requested():
-                raise _stop(self.client, self.task_id, ended=self.ended_before)
+                raise self.stopped()
             if self.feed.says_ended():
                 return
             due = max(interval, min(self.policy.heartbeat, self.budget_left(since))) if self.heartbeat_only() \
@@ -232,13 +235,16 @@ class _Wait:
             self.nap(min(self.policy.tick, remaining))
             self.report()
 
+    def stopped(self) -> WaitInterrupted:
+        return _stop(self.client, self.task_id, ended=self.ended_before, cancel=self.cancel_on_stop)
+
     def poll(self):
         """One outputs poll; None when it failed in a way worth polling again."""
         self.polls += 1
         try:
             reply = self.client.outputs(self.task_id)
         except WaitInterrupted:  # stopped inside the transport's backoff
-            raise _stop(self.client, self.task_id, ended=self.ended_before) from None
+            raise self.stopped() from None
         except ProtocolError as exc:  # not RunningHub answering: waiting on would not help
             raise ProtocolError(f"{exc} While waiting for task {self.task_id}. {_reattach_hint(self.task_id)}",
                                 code=exc.code, task_id=self.task_id, site=exc.site) from exc
@@ -303,12 +309,18 @@ class _Wait:
                 site=self.client.site.name)
 
 
-def _stop(client: RunningHubClient, task_id: str, *, ended: bool = False) -> WaitInterrupted:
+def _stop(client: RunningHubClient, task_id: str, *, ended: bool = False, cancel: bool = True) -> WaitInterrupted:
     """The run stopped: cancel the task once, or leave it running when ComfyUI shuts down
-    with RUNNINGHUB_ON_SHUTDOWN=leave; a task already finished (a re-attach to a success
-    fetching its outputs again) is left as it is."""
+    with RUNNINGHUB_ON_SHUTDOWN=leave, or when the run did not create it (`cancel` False);
+    a task already finished (a re-attach to a success fetching its outputs again) is left as
+    it is."""
     if ended:
         return WaitInterrupted(f"Interrupted; RunningHub task {task_id} had already finished.", task_id=task_id,
+                               site=client.site.name)
+    if not cancel:
+        return WaitInterrupted(f"Stopped waiting; RunningHub task {task_id} was left running: this prompt did not "
+                               f"start it (cancel it in the task panel or on the website if it is not wanted). Fetch "
+                               f"its outputs later with RH Fetch Outputs (task_id {task_id}).", task_id=task_id,
                                site=client.site.name)
     if tasks_left_running():
         log.warning("shutting down: RunningHub task %s left running (re-attach with RH Fetch Outputs)", task_id)

@@ -66,22 +66,32 @@ def _prompt_server():
 
 
 def send_status(node_id: str | None, status: "RunStatus", *, text: str | None = None, index: int = 0, runs: int = 1,
-                warnings: tuple[str, ...] = ()) -> None:
+                warnings: tuple[str, ...] = (), prompt_id: str | None = None) -> None:
     """`status` (remote/status.py) under the node: ComfyUI's progress text (`text`, default
     the status line) plus the typed `runninghub.status` event the front end renders, to the
     front end that queued the prompt. A prompt queued without a client id (a script) gets
     none: ComfyUI would send them to every socket on `/ws`, which any web page can open, and
-    they name the task and its cost.
+    they name the task and its cost. Nor does a run of `prompt_id` once another prompt runs
+    (see `_running`).
 
     Safe from worker threads: the server queues messages thread-safely."""
     server = _prompt_server()
-    if server is None or getattr(server, "client_id", None) is None:
+    if server is None or getattr(server, "client_id", None) is None or not _running(server, prompt_id):
         return
     if node_id is not None:
         text = status.line if text is None else text
         server.send_progress_text(text, node_id, server.client_id)
         server.send_sync(STATUS_EVENT, {"node": str(node_id), "text": text,
                                         **status.to_event(index, runs, warnings)}, server.client_id)
+
+
+def _running(server, prompt_id: str | None) -> bool:
+    """False once ComfyUI runs a prompt other than `prompt_id`: a run ComfyUI abandoned (another
+    node failed) winds down in its thread while the next prompt runs, and its status would land
+    under the same node id of that prompt, on that prompt's front end. `server.client_id` and
+    `last_prompt_id` are the newest prompt's. True without a prompt id (outside a prompt)."""
+    current = getattr(server, "last_prompt_id", None)
+    return prompt_id is None or current is None or current == prompt_id
 
 
 def broadcast(event: str, data: dict[str, Any]) -> None:
@@ -103,7 +113,7 @@ def set_progress(node_id: str | None, value: float, total: float, prompt_id: str
     if node_id is None:
         return
     server = _prompt_server()
-    if server is None:
+    if server is None or not _running(server, prompt_id):
         return
     from comfy_execution.progress import get_progress_state
 

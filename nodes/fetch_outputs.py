@@ -12,6 +12,7 @@ from ..host import accounts, comfy, tasks
 from ..remote.fetch import Downloaded, FetchedOutputs, fetch_outputs
 from ..remote.status import RunStatus
 from .sockets import CATEGORY, RH_TASK, account_input
+from .sweep import NodeStop
 
 SIZE_POLICIES = ["pad", "fit", "stretch", "error"]
 
@@ -92,18 +93,23 @@ class RHFetchOutputs(io.ComfyNode):
                                  "re-attach to.")
             client, result = tasks.client_for_task(accounts.account_for(account), tid), None
 
-        def on_progress(p):
-            comfy.send_status(node_id, RunStatus.of_progress(p))
+        prompt_id, _ = comfy.executing_context()
+        stop = NodeStop(prompt_id)
 
-        comfy.send_status(node_id, RunStatus("FETCHING", f"Fetching outputs of task {tid}…", task_id=tid))
+        def show(status: RunStatus) -> None:
+            comfy.send_status(node_id, status, prompt_id=prompt_id)
+
+        show(RunStatus("FETCHING", f"Fetching outputs of task {tid}…", task_id=tid))
         try:
-            fetched = await asyncio.to_thread(
-                fetch_outputs, client, tid, result, new_temp_file=comfy.new_temp_file, size_policy=size_policy,
-                should_stop=comfy.interrupt_requested, on_progress=on_progress)
-        except WaitInterrupted:
+            fetched = await stop.run(f"RH Fetch Outputs {node_id}", fetch_outputs, client, tid, result,
+                                     new_temp_file=comfy.new_temp_file, size_policy=size_policy,
+                                     should_stop=stop.should_stop,
+                                     on_progress=lambda p: show(RunStatus.of_progress(p)))
+        except WaitInterrupted as exc:
+            show(RunStatus("CANCEL", str(exc), task_id=tid))  # what became of the task
             comfy.raise_interrupt()
             raise
-        comfy.send_status(node_id, RunStatus("FETCHED", fetched.summary(), task_id=tid))
+        show(RunStatus("FETCHED", fetched.summary(), task_id=tid))
         missing = f"RunningHub {fetched.summary()}: "
         images = fetched.images.image if fetched.images is not None else comfy.execution_blocker(
             missing + "no image output to pass on.")

@@ -11,23 +11,19 @@ the same channel as RH Run Workflow's (nodes/sweep.py).
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import functools
 import logging
-import threading
 from contextlib import nullcontext
 from typing import Any
 
 from comfy_api.latest import io
 
 from ..client.errors import RunningHubError, WaitInterrupted
-from ..client.stop import run_with_stop
 from ..host import accounts, comfy
 from ..remote.group_prompt import MAX_PORTS, GroupSpec
 from ..remote.status import RunStatus
 from .sockets import CATEGORY, account_input
-from .sweep import RUNNERS, stop_for, sweep_for
+from .sweep import NodeStop, sweep_for
 
 log = logging.getLogger("runninghub_bridge.nodes")
 
@@ -61,21 +57,14 @@ class RHRemoteGroup(io.ComfyNode):
         prompt_id, index = comfy.executing_context()
         index = index or 0  # a list-mapped call (a list wired into the group): one run per item
         sweep = sweep_for(prompt_id, node_id)
-        abandoned = threading.Event()
-        should_stop, interrupted = stop_for(prompt_id, sweep, abandoned)
+        stop = NodeStop(prompt_id, sweep)
         acct = accounts.account_for(account)
         sweep.show(index, RunStatus("SUBMITTING", f"Group \"{spec.title}\": checking it on {acct.site.host}…"))
-        call = functools.partial(run_with_stop, should_stop, _run, spec, ins, acct, sweep, index, should_stop,
-                                 prompt_id, node_id)
         try:
-            done, values = await asyncio.get_running_loop().run_in_executor(
-                RUNNERS, contextvars.copy_context().run, call)
-        except asyncio.CancelledError:
-            abandoned.set()
-            log.info("RH Remote Group %s was abandoned by ComfyUI; stopping its remote prompt", node_id)
-            raise
+            done, values = await stop.run(f"RH Remote Group {node_id}", _run, spec, ins, acct, sweep, index,
+                                          stop.should_stop, prompt_id, node_id)
         except WaitInterrupted as exc:
-            if not interrupted.is_set() and sweep.failed is not None:  # a sibling list item failed
+            if not stop.interrupted.is_set() and sweep.failed is not None:  # a sibling list item failed
                 message = f"{exc} Stopped because {sweep.failed}"
                 sweep.show(index, RunStatus("CANCEL", message, task_id=exc.task_id))
                 raise RunningHubError(message, task_id=exc.task_id, site=exc.site) from exc

@@ -10,22 +10,17 @@ one status line per run on the node, one stop for all of them.
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
-import functools
 import logging
-import threading
 
 from comfy_api.latest import io
 
 from ..client.errors import RunningHubError, WaitInterrupted
 from ..client.polling import PollPolicy, TaskProgress, with_budgets
-from ..client.stop import run_with_stop
 from ..host import accounts, comfy, tasks
 from ..remote.run import RemoteTask, run_and_wait
 from .sockets import CATEGORY, RH_OVERRIDES, RH_TASK, account_input
 from ..remote.status import RunStatus
-from .sweep import RUNNERS, stop_for, sweep_for
+from .sweep import NodeStop, sweep_for
 
 log = logging.getLogger("runninghub_bridge.nodes")
 
@@ -74,8 +69,8 @@ class RHRunWorkflow(io.ComfyNode):
         prompt_id, index = comfy.executing_context()
         index = index or 0
         sweep = sweep_for(prompt_id, node_id)
-        abandoned = threading.Event()
-        should_stop, interrupted = stop_for(prompt_id, sweep, abandoned)
+        stop = NodeStop(prompt_id, sweep)
+        should_stop = stop.should_stop
         acct = accounts.account_for(account)
         pool = accounts.pool_for(acct)
         budget = float(max_wait_minutes) * 60.0
@@ -97,21 +92,15 @@ class RHRunWorkflow(io.ComfyNode):
 
         sweep.show(index, RunStatus("SUBMITTING", f"Submitting {kind} {workflow_id} on {acct.site.host} "
                                                   f"({pool.describe()})…"))
-        call = functools.partial(
-            run_with_stop, should_stop, run_and_wait, pool, kind=kind, workflow_id=workflow_id,
-            overrides=list(overrides or ()), instance_type=instance_type, poll_policy=policy, should_stop=should_stop,
-            on_progress=on_progress, on_submitted=on_submitted, on_wait=on_wait,
-            on_warning=lambda text: sweep.warn(index, text), journal=tasks.journal(acct, seed, prompt_id, node_id, index),
-            on_reattach=on_reattach)
         try:
-            task: RemoteTask = await asyncio.get_running_loop().run_in_executor(
-                RUNNERS, contextvars.copy_context().run, call)
-        except asyncio.CancelledError:
-            abandoned.set()  # the thread cancels the remote task (or creates none) within a tick
-            log.info("RH Run Workflow %s was abandoned by ComfyUI; stopping its remote task", node_id)
-            raise
+            task: RemoteTask = await stop.run(
+                f"RH Run Workflow {node_id}", run_and_wait, pool, kind=kind, workflow_id=workflow_id,
+                overrides=list(overrides or ()), instance_type=instance_type, poll_policy=policy,
+                should_stop=should_stop, on_progress=on_progress, on_submitted=on_submitted, on_wait=on_wait,
+                on_warning=lambda text: sweep.warn(index, text),
+                journal=tasks.journal(acct, seed, prompt_id, node_id, index), on_reattach=on_reattach)
         except WaitInterrupted as exc:
-            if not interrupted.is_set() and sweep.failed is not None:
+            if not stop.interrupted.is_set() and sweep.failed is not None:
                 message = f"{exc} Stopped because {sweep.failed}"
                 sweep.show(index, RunStatus("CANCEL", message, task_id=exc.task_id))
                 raise RunningHubError(message, task_id=exc.task_id, site=exc.site) from exc

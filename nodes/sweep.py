@@ -10,14 +10,20 @@ first run raises it, so each prompt keeps its own interrupt event.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
+import logging
 import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, TypeVar
 
-from ..client.stop import shutting_down
+from ..client.stop import run_with_stop, shutting_down
 from ..host import comfy
 from ..remote.status import RunStatus
 
+log = logging.getLogger("runninghub_bridge.nodes")
+T = TypeVar("T")
 _KEEP = 64  # sweeps and prompts remembered (the newest ones)
 #: The threads remote runs wait in (RH Run Workflow, RH Remote Group): the default executor
 #: has too few threads for a sweep.
@@ -54,7 +60,8 @@ class Sweep:
             bar_changed, self._bar = bar != self._bar, bar
             if bar_changed or status.finished:  # posted in the order computed
                 self._post(comfy.set_progress, self.node_id, bar, BAR_PER_RUN * max(runs, 1), self.prompt_id)
-        comfy.send_status(self.node_id, status, text=text, index=index, runs=runs, warnings=warnings)
+        comfy.send_status(self.node_id, status, text=text, index=index, runs=runs, warnings=warnings,
+                          prompt_id=self.prompt_id)
 
     def _post(self, call, *args) -> None:
         """Run `call` on the prompt's event loop (ComfyUI updates its progress registry
@@ -99,22 +106,40 @@ def remembered(table: OrderedDict, key, make):
         return value
 
 
-def stop_for(prompt_id: str | None, sweep: Sweep, abandoned: threading.Event):
-    """should_stop for one run: an interrupt of its prompt, a failed sibling, shutdown, or
-    ComfyUI abandoning the call (another node failed, so the prompt ends and cancels what is still
-    pending). ComfyUI clears its interrupt flag when the first run raises it, so the prompt
-    keeps its own."""
-    interrupted = threading.Event() if prompt_id is None else remembered(_interrupted, prompt_id, threading.Event)
+class NodeStop:
+    """The stop of one node call: an interrupt of its prompt, a failed sibling of its sweep,
+    shutdown, or ComfyUI abandoning the call (another node failed, so the prompt ends and
+    cancels what is still pending). ComfyUI clears its interrupt flag when the first run raises
+    it, so the prompt keeps its own (`interrupted`)."""
 
-    def should_stop() -> bool:
-        if interrupted.is_set() or abandoned.is_set() or shutting_down():
+    def __init__(self, prompt_id: str | None, sweep: Sweep | None = None):
+        self.interrupted = threading.Event() if prompt_id is None else remembered(_interrupted, prompt_id,
+                                                                                  threading.Event)
+        self.abandoned = threading.Event()
+        self._sweep = sweep
+
+    def should_stop(self) -> bool:
+        if self.interrupted.is_set() or self.abandoned.is_set() or shutting_down():
             return True
         if comfy.interrupt_requested():
-            interrupted.set()
+            self.interrupted.set()
             return True
-        return sweep.failed is not None
+        return self._sweep is not None and self._sweep.failed is not None
 
-    return should_stop, interrupted
+    async def run(self, what: str, call: Callable[..., T], /, *args, **kwargs) -> T:
+        """`call(*args, **kwargs)` in a RUNNERS thread under this stop, awaited by the node.
+        ComfyUI cancels the await when it abandons the node; the thread then stops within a
+        tick (`what` names it in the log). RUNNERS, not asyncio's default executor: ComfyUI
+        runs each prompt under asyncio.run, which joins the default executor's threads when
+        the prompt ends, so a wait there on RunningHub would hold ComfyUI's queue until the
+        remote task ended."""
+        job = functools.partial(run_with_stop, self.should_stop, call, *args, **kwargs)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(RUNNERS, contextvars.copy_context().run, job)
+        except asyncio.CancelledError:
+            self.abandoned.set()
+            log.info("%s was abandoned by ComfyUI (another node failed); stopping it", what)
+            raise
 
 
 def sweep_for(prompt_id: str | None, node_id: str | None) -> Sweep:

@@ -8,10 +8,10 @@ import asyncio
 from comfy_api.latest import io
 
 from ..client.errors import WaitInterrupted
-from ..client.stop import run_with_stop
 from ..host import accounts, comfy
 from ..remote.uploads import PendingUpload, upload_all
 from .sockets import CATEGORY, account_input
+from .sweep import NodeStop
 
 
 def _pending_uploads(image, mask, audio, video) -> list[PendingUpload]:
@@ -80,7 +80,7 @@ class RHUpload(io.ComfyNode):
         items = await asyncio.to_thread(_pending_uploads, image, mask, audio, video)
         client = accounts.client_for(accounts.account_for(account))
         try:
-            names = await asyncio.to_thread(run_with_stop, comfy.interrupt_requested, upload_all, client, items)
+            names = await NodeStop(comfy.executing_context()[0]).run("RH Upload", upload_all, client, items)
         except WaitInterrupted:
             comfy.raise_interrupt()
             raise

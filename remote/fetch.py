@@ -44,11 +44,13 @@ def fetch_outputs(client: RunningHubClient, task_id: str, result: TaskResult | N
                   poll_policy: PollPolicy | None = None, should_stop: Callable[[], bool] | None = None,
                   on_progress: Callable[[TaskProgress], None] | None = None, parallel: int = 8) -> FetchedOutputs:
     """`result` None means re-attach: wait for the task (no new run), then fetch.
-    `should_stop` stops the wait and the downloads (WaitInterrupted)."""
+    `should_stop` stops the wait and the downloads (WaitInterrupted); a task waited for is
+    left running (this fetch did not start it)."""
     with stop_when(should_stop):
         if result is None:
             result = wait_for_task(client, task_id, policy=poll_policy, on_progress=on_progress,
-                                   open_socket=task_socket.opener(client.site, label=f"task {task_id}"))
+                                   open_socket=task_socket.opener(client.site, label=f"task {task_id}"),
+                                   cancel_on_stop=False)  # a task of an earlier run, the website's, ...
         classified = classify(task_id, result.outputs)
         items = [Downloaded(f) for f in classified.files]
         try:

@@ -158,3 +158,51 @@ def test_stopping_comfyui_while_a_create_waits_for_its_reply(sim, comfy_host_fac
         assert task["cancelled"] is True and entry["status"] == "CANCEL", host.log_tail()
     else:
         assert task["status"] in ("QUEUED", "RUNNING") and entry["status"] in ("QUEUED", "RUNNING")
+
+
+def test_a_fetch_abandoned_by_comfyui_stops_following_the_task_and_leaves_it_running(host, sim):
+    """RH Fetch Outputs waits for a running task when another node of the prompt fails:
+    ComfyUI abandons the fetch, which must stop following the task (its socket closes) and let
+    the prompt end, rather than hold ComfyUI's queue until the task ends (a wait in asyncio's
+    default executor is joined when the prompt ends). The task itself runs on: this prompt did
+    not start it, and fetching it again later gets its outputs."""
+    from support.clients import make_client
+
+    task_id = make_client(sim).create_task(WORKFLOWS["empty"]).task_id
+    graph = {"1": {"class_type": "RHFetchOutputs", "inputs": {"task_id": task_id, "account": "default",
+                                                              "size_policy": "pad"}},
+             "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "abandoned"}},
+             # a local branch that fails after a second or more of work (a prefix outside the output folder)
+             "20": {"class_type": "EmptyImage", "inputs": {"width": 2048, "height": 2048, "batch_size": 1,
+                                                          "color": 5}},
+             "21": {"class_type": "ImageBlur", "inputs": {"image": ["20", 0], "blur_radius": 10, "sigma": 3.0}},
+             "22": {"class_type": "ImageBlur", "inputs": {"image": ["21", 0], "blur_radius": 10, "sigma": 3.0}},
+             "30": {"class_type": "SaveImage", "inputs": {"images": ["22", 0], "filename_prefix": "../../escape"}}}
+    result = host.run(graph, timeout=30)  # the task runs for 60 s
+    assert result.status == "error" and result.error["node_id"] == "30", result.error
+    assert f"websocket for task {task_id} (key" in sim.log_text()  # the fetch was following it
+    sim.wait_for(lambda: f"websocket for task {task_id} closed" in sim.log_text(), timeout=5, interval=0.1)
+    task = sim.task(task_id)
+    assert not task["finished"] and not task["cancelled"], task["status"]
+
+
+def test_an_interrupted_fetch_leaves_a_task_it_did_not_start_running(host, sim):
+    """Cancel while RH Fetch Outputs waits for a task by id stops the wait, not the task: the
+    node says the task was left running, and a second fetch gets its outputs."""
+    from support.clients import make_client
+
+    sim.configure(run_seconds=4)
+    task_id = make_client(sim).create_task(WORKFLOWS["empty"]).task_id
+    graph = {"1": {"class_type": "RHFetchOutputs", "inputs": {"task_id": task_id, "account": "default",
+                                                              "size_policy": "pad"}},
+             "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "fetched"}}}
+    hook, _sent = interrupt_after(host, "1", 1.0)
+    result = host.run(graph, timeout=30, on_event=hook)
+    assert result.status == "interrupted", result.error
+    lines = [e.data.get("line", "") for e in result.events if e.type == "runninghub.status"]
+    task = sim.task(task_id)
+    assert not task["cancelled"], (task["status"], lines)
+    assert f"task {task_id} was left running" in lines[-1], lines
+    again = host.run(graph, timeout=30)
+    assert again.status == "success", again.error
+    assert sim.task(task_id)["status"] == "SUCCESS" and sim.count("create") == 1
