@@ -67,7 +67,8 @@ def _what_to_do(code: int, site: Site, key_hint: str) -> str:
               "from the workflow's API format (the field picker on RH Node Override)."),
         807: "The task id is unknown to this account on this site.",
         808: "RunningHub's storage failed while uploading. Try again.",
-        809: "The file is larger than RunningHub accepts: make it smaller (downscale, shorter clip).",
+        809: ("The file is larger than RunningHub accepts for this account (its docs give 30 MB per file, "
+              "older ones 10 MB): make it smaller (downscale, shorter clip)."),
         810: ("RunningHub accepts a workflow through the API only after it has run once on the "
               "website: open it there, run it once, then queue again."),
         812: "The enterprise account's funds are exhausted: top up in the RunningHub console.",

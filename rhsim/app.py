@@ -455,9 +455,8 @@ class SimApp:
         """Stores an upload; returns (fileName, kind)."""
         limit = int(self.settings.max_upload_mb * 1024 * 1024)
         if len(data) > limit:
-            raise ApiError(P.APIKEY_FILE_SIZE_EXCEEDED,
-                           f"APIKEY_FILE_SIZE_EXCEEDED: file is {len(data)} bytes, the limit is "
-                           f"{self.settings.max_upload_mb:g} MB")
+            log.info("809: file is %d bytes, the limit is %g MB", len(data), self.settings.max_upload_mb)
+            raise ApiError(P.APIKEY_FILE_SIZE_EXCEEDED)
         ext = filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
         if not ext:  # e.g. "blob" or "file" (a browser Blob, requests' bare bytes): by its content
             ext = sniff_extension(data) or ext

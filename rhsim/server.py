@@ -183,8 +183,8 @@ async def v1_upload(request: web.Request, app: SimApp) -> web.StreamResponse:
     raw = await read_body(request, _upload_limit(app))
     fields, error = {}, None
     if raw is None:
-        error = ApiError(P.APIKEY_FILE_SIZE_EXCEEDED,
-                         f"APIKEY_FILE_SIZE_EXCEEDED: the limit is {app.settings.max_upload_mb:g} MB")
+        log.info("809: the upload is over the limit of %g MB", app.settings.max_upload_mb)
+        error = ApiError(P.APIKEY_FILE_SIZE_EXCEEDED)
     else:
         try:
             fields = parse_multipart(raw, request.headers.get("Content-Type", ""))
@@ -226,7 +226,7 @@ async def v2_call(request: web.Request, app: SimApp) -> web.StreamResponse:
                 raise ApiError(P.APIKEY_UNAUTHORIZED, "invalid api key") from err
             if is_upload:
                 if raw is None:
-                    raise ApiError(P.APIKEY_FILE_SIZE_EXCEEDED, "file too large")
+                    raise ApiError(P.APIKEY_FILE_SIZE_EXCEEDED)
                 return app.v2_upload(account, parse_multipart(raw, content_type))
             body = json_object(raw)
             if run:

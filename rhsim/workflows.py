@@ -106,7 +106,8 @@ def parse_node_info_list(raw: Any) -> list[Override]:
 
 
 def check_overrides(graph: dict, overrides: list[Override]) -> None:
-    """803 naming every entry that does not match a node id or one of its input fields."""
+    """803 when an entry does not match a node id or one of its input fields (the log names
+    every such entry)."""
     bad = []
     for ov in overrides:
         node = graph.get(ov.node_id)
@@ -118,8 +119,9 @@ def check_overrides(graph: dict, overrides: list[Override]) -> None:
                 f"nodeId {ov.node_id!r} ({node['class_type']}) has no field {ov.field_name!r}"
                 f" (fields: {fields})"
             )
-    if bad:
-        raise ApiError(APIKEY_INVALID_NODE_INFO, "APIKEY_INVALID_NODE_INFO: " + "; ".join(bad))
+    if bad:  # the reply's msg is the bare constant, as the service's; the details go to the log
+        log.info("803 APIKEY_INVALID_NODE_INFO: %s", "; ".join(bad))
+        raise ApiError(APIKEY_INVALID_NODE_INFO)
 
 
 def apply_overrides(graph: dict, overrides: list[Override]) -> dict:

@@ -116,7 +116,9 @@ def test_upload_over_the_limit_809(client, sim):
     Image.fromarray(noise).save(buf, format="PNG")
     with pytest.raises(errors.UploadTooLargeError) as info:
         client.upload(buf.getvalue(), "noise.png", "image")
-    assert "0.05 MB" in str(info.value) and "smaller" in str(info.value)
+    # RunningHub's 809 names no limit: the error gives the file's size and the documented limits
+    assert "noise.png (0.1 MB)" in str(info.value) and "30 MB" in str(info.value) and "10 MB" in str(info.value)
+    assert "smaller" in str(info.value)
 
 
 def test_500_then_200_on_outputs_succeeds(client, sim):
