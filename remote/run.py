@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..client.api import RunningHubClient, rejected_outputs
-from ..client.errors import RunningHubError, TaskNotFoundError, TransportError
+from ..client.errors import InvalidNodeInfoError, RunningHubError, TaskNotFoundError, TransportError
 from ..client.overrides import NodeOverride, check_overrides, coerce_text_values, merge_overrides
 from ..client.polling import PollPolicy, TaskProgress, wait_for_task
 from ..client.ledger import LedgerEntry
@@ -108,7 +108,10 @@ def run_and_wait(pool: KeyPool | RunningHubClient, *, kind: str, workflow_id: st
     def create(client: RunningHubClient, named: list[NodeOverride]):
         if kind == "ai-app":
             return client.run_ai_app(workflow_id, named, instance_type=instance_type)
-        return client.create_task(workflow_id, named, instance_type=instance_type)
+        try:
+            return client.create_task(workflow_id, named, instance_type=instance_type)
+        except InvalidNodeInfoError as exc:
+            raise _named_mismatch(client, workflow_id, named, exc) from exc
 
     def upload_then_create(client: RunningHubClient):
         named = uploads.for_key(client, entries)  # the uploads they name, sent with this key too
@@ -139,6 +142,20 @@ def run_and_wait(pool: KeyPool | RunningHubClient, *, kind: str, workflow_id: st
             return wait(lease.client, handle.task_id, handle.state, handle.net_wss_url)
     finally:
         recorded.unfollow(recorded.entry)  # the wait's outcome does it; this covers an error before it
+
+
+def _named_mismatch(client: RunningHubClient, workflow_id: str, entries: list[NodeOverride],
+                    refused: InvalidNodeInfoError) -> InvalidNodeInfoError:
+    """RunningHub refused overrides the cached workflow accepted (803: nothing was created): the
+    workflow changed on the website since. Its current API format names the entries to fix;
+    the refusal as it came when that cannot be read or names none."""
+    try:
+        check_overrides(remote_workflow(client, workflow_id, max_age=0), entries, workflow_id=workflow_id)
+    except InvalidNodeInfoError as named:
+        return named
+    except RunningHubError as exc:
+        log.info("could not read workflow %s again to name the refused overrides (%s)", workflow_id, exc)
+    return refused
 
 
 def socket_opener(client: RunningHubClient, kind: str, workflow_id: str, task_id: str):

@@ -264,3 +264,25 @@ def test_waiting_blocks_on_the_condition_not_on_http(sim):
     sweep.join()
     assert not sweep.errors, sweep.errors
     assert sim.count("create") == 3 and sim.count("accountStatus") == 0
+
+
+def test_overrides_refused_after_the_workflow_changed_on_the_website_are_named(tmp_path):
+    """The pack checks overrides against the workflow's API format, cached a few minutes. When
+    the workflow changed on the website in between, RunningHub refuses the create (803, whose
+    msg names nothing): the error reads the workflow again and names the entry to fix."""
+    from support.simulator import DEFAULT_WORKFLOWS, Simulator
+
+    workflow_id = "1990000000000000001"
+    path = tmp_path / f"{workflow_id}.json"
+    path.write_text((DEFAULT_WORKFLOWS / f"{WORKFLOWS['noise']}.json").read_text())
+    with Simulator(workflows_dir=tmp_path, run_seconds=0.1) as sim:
+        pool = make_pool(sim, [0])
+        first = run_mod.run_and_wait(pool, kind="workflow", workflow_id=workflow_id, overrides=[seed_override(3)],
+                                     poll_policy=FAST)
+        assert first.result.outputs
+        path.write_text(path.read_text().replace('"seed"', '"noise_seed"'))  # edited on the website
+        with pytest.raises(errors.InvalidNodeInfoError) as refused:
+            run_mod.run_and_wait(pool, kind="workflow", workflow_id=workflow_id, overrides=[seed_override(4)],
+                                 poll_policy=FAST)
+        assert "node 1 (SimNoiseImage) has no field 'seed'; its fields: " in str(refused.value), refused.value
+        assert "noise_seed" in str(refused.value) and sim.count("create") == 2 and len(sim.tasks()) == 1
