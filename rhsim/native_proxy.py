@@ -2,8 +2,9 @@
 
 The key is checked on every request (401), a new prompt takes one of the key's slots (429 when
 they are taken, 402 without coins), and a key sees and affects only its own prompts: /history
-and /queue are filtered, /interrupt and /queue delete/clear act on its own prompts only, /view
-serves only the outputs of its own prompts and its own uploads, and `/ws?clientId=` carries
+and /queue are filtered, /interrupt, /queue and /history delete/clear act on its own prompts
+only, /view serves only the outputs of its own prompts and its own uploads (and /upload/mask
+masks only those), and `/ws?clientId=` carries
 only its own prompts' messages (native_ws.py). The upstream ComfyUI knows each (key, clientId)
 by a derived clientId; replies are rewritten back. See rhsim/README.md ("Native ComfyUI
 endpoint") for routes and error shapes. The key never reaches a log: paths are logged
@@ -27,13 +28,13 @@ import aiohttp
 from aiohttp import web
 
 from .app import SimApp
-from .bodies import read_body
+from .bodies import form_text, parse_multipart, read_body
 from .executors.comfyui import ComfyUIError, file_refs
 from .native_prompts import NativePrompts, Refused, error_body
 from .native_ws import relay_socket
 from .protocol import redact
 from .replies import json_reply, reset_connection, send
-from .tasks import RUNNING
+from .tasks import RUNNING, WAITING
 
 log = logging.getLogger("rhsim.native")
 
@@ -50,8 +51,13 @@ ROUTES = {
     ("POST", "prompt"): "native/prompt",
     ("GET", "history"): "native/history",
     ("GET", "history/*"): "native/history",
+    ("POST", "history"): "native/history",  # clear / delete: the key's own finished prompts
     ("GET", "view"): "native/view",
     ("POST", "upload/image"): "native/upload",
+    ("POST", "upload/mask"): "native/upload",
+    ("POST", "free"): "native/free",  # accepted; the shared machine's models are not the key's to unload
+    ("GET", "extensions"): "native/object_info",
+    ("GET", "view_metadata/*"): "native/object_info",
     ("POST", "interrupt"): "native/interrupt",
     ("GET", "queue"): "native/queue",
     ("POST", "queue"): "native/queue",
@@ -62,7 +68,7 @@ ROUTES = {
     ("GET", "models/*"): "native/object_info",
     ("GET", "ws"): "native/ws",
 }
-PASSTHROUGH = {"object_info", "system_stats", "features", "embeddings", "models"}
+PASSTHROUGH = {"object_info", "system_stats", "features", "embeddings", "models", "extensions", "view_metadata"}
 END_MESSAGES = ("execution_success", "execution_error", "execution_interrupted")
 SETTLE_SECONDS = 0.2  # after a prompt's end message: the client's own /history read usually ends it first
 STREAMED = "rhsim_native_streamed_body"  # request mark: the body is relayed upstream unread
@@ -293,7 +299,7 @@ async def handle_native(request: web.Request, app: SimApp, proxy: NativeProxy | 
         return await relay_socket(request, proxy, account)
     limit = int(app.settings.max_upload_mb * 1024 * 1024) + (1 << 20) if endpoint == "native/upload" else None
     fault = app.faults.take(endpoint)
-    if fault is None and limit is not None and request.content_length is not None \
+    if fault is None and rest == "upload/image" and request.content_length is not None \
             and request.content_length <= limit and "chunked" not in request.headers.get("Transfer-Encoding", ""):
         raw = None  # streamed upstream as it arrives (its length is known and within the cap)
         request[STREAMED] = True
@@ -329,11 +335,16 @@ async def _perform(request: web.Request, proxy: NativeProxy, account, rest: str,
             return _reply(200, {"exec_info": {"queue_remaining": await proxy.queue_remaining(account.key)}})
         return await _post_prompt(proxy, account, raw)
     if head == "history":
-        return await _history(proxy, account, rest, request.query)
+        return await (_history(proxy, account, rest, request.query) if request.method == "GET"
+                      else _history_change(proxy, account, _json_body(raw)))
     if rest == "view":
         return await _view(proxy, account, request.query, query)
     if rest == "upload/image":
         return await _upload(proxy, account, raw, request)
+    if rest == "upload/mask":
+        return await _upload_mask(proxy, account, raw, request)
+    if rest == "free":
+        return 200, {"Content-Type": "text/plain"}, b""
     if rest == "interrupt":
         return await _interrupt(proxy, account, _json_body(raw))
     if rest == "queue":
@@ -402,6 +413,23 @@ async def _history(proxy: NativeProxy, account, rest: str, query):
     return _reply(200, {pid: proxy.local_entry(pid, e) for pid, e in own})
 
 
+async def _history_change(proxy: NativeProxy, account, body):
+    """ComfyUI's `POST /history` (`{"clear": true}` or `{"delete": [ids]}`), kept to the key's
+    own prompts that ended (an entry the relay has not seen end is what bills it)."""
+    if not isinstance(body, dict):
+        return _error(400, "invalid_json", "the body must be a JSON object")
+    wanted = body.get("delete") if isinstance(body.get("delete"), list) else []
+    if body.get("clear"):
+        status, reply = await proxy.upstream_json("GET", "/history")
+        wanted = list(reply) if status == 200 and isinstance(reply, dict) else []
+    ids = [pid for pid in wanted if proxy.prompts.owns(account.key, pid) and proxy.prompts.owner(pid).status
+           not in (*WAITING, RUNNING)]
+    if ids:
+        await proxy.upstream_json("POST", "/history", {"delete": ids})
+        log.info("native history delete of %d prompt(s) for key %s", len(ids), redact(account.key))
+    return 200, {"Content-Type": "text/plain"}, b""
+
+
 async def _queue(proxy: NativeProxy, account):
     status, reply = await proxy.upstream_json("GET", "/queue")
     if status != 200 or not isinstance(reply, dict):
@@ -459,7 +487,21 @@ async def _view(proxy: NativeProxy, account, params, query: str):
     return await proxy.upstream("GET", "/view" + query, timeout=120)
 
 
-async def _upload(proxy: NativeProxy, account, raw: bytes | None, request: web.Request):
+async def _upload_mask(proxy: NativeProxy, account, raw: bytes | None, request: web.Request):
+    """ComfyUI's `/upload/mask`: the mask goes onto `original_ref`, which must be one of the
+    key's own files (else another key's image could be read back through it)."""
+    if raw is None:
+        return _error(413, "file_too_large", f"the upload is over {proxy.app.settings.max_upload_mb:g} MB")
+    try:
+        ref = json.loads(form_text(parse_multipart(raw, request.headers.get("Content-Type", "")), "original_ref"))
+    except (ValueError, TypeError):
+        ref = None
+    if not isinstance(ref, dict) or not _may_view(proxy, account, {k: str(v) for k, v in ref.items()}):
+        return _error(400, "invalid_original_ref", "original_ref must name one of this account's files")
+    return await _upload(proxy, account, raw, request, "/upload/mask")
+
+
+async def _upload(proxy: NativeProxy, account, raw: bytes | None, request: web.Request, path: str = "/upload/image"):
     """`raw` is the whole body, or None: too large (chunked or buffered), or streamed (its
     Content-Length known and within the cap: relayed from the client's stream as it comes)."""
     headers = {"Content-Type": request.headers.get("Content-Type", "")}
@@ -470,7 +512,7 @@ async def _upload(proxy: NativeProxy, account, raw: bytes | None, request: web.R
         return _error(413, "file_too_large", f"the upload is over {proxy.app.settings.max_upload_mb:g} MB")
     else:
         body = raw
-    status, headers, data = await proxy.upstream("POST", "/upload/image", body, headers, timeout=120)
+    status, headers, data = await proxy.upstream("POST", path, body, headers, timeout=120)
     reply = _json_body(data)
     if status == 200 and isinstance(reply, dict) and isinstance(reply.get("name"), str):
         proxy.prompts.add_files(account.key, {(reply.get("type") or "input", reply.get("subfolder") or "",

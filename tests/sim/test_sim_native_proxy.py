@@ -436,3 +436,42 @@ def test_a_prompt_followed_on_its_socket_is_billed_without_a_history_read(nsim):
                                        if t["promptId"] == prompt_id and t["status"] == "SUCCESS"), None),
                          timeout=10, interval=0.05)
     assert task["consumeCoins"] == 17
+
+
+def test_mask_upload_history_delete_free_and_extensions_as_comfyui_has_them(nsim):
+    """The other routes of a local ComfyUI that clients call: `/upload/mask` onto one of the
+    key's own images only, `POST /history` clearing only the key's own ended prompts, `/free`
+    and `/extensions` answered."""
+    mine, other = (nsim.proxy_url(k) for k in nsim.keys)
+    pixels = np.random.default_rng(3).integers(0, 256, (16, 24, 3), dtype=np.uint8)
+    uploaded = upload(mine, png(pixels), f"masked_{secrets.token_hex(4)}.png")
+    alpha = np.zeros((16, 24, 4), dtype=np.uint8)
+    alpha[..., 3] = 255
+    alpha[:8, :, 3] = 0
+    ref = {"filename": uploaded["name"], "subfolder": uploaded["subfolder"], "type": "input"}
+
+    def mask_upload(base: str):
+        return requests.post(base + "/upload/mask", files={"image": ("mask.png", io.BytesIO(png(alpha)), "image/png")},
+                             data={"original_ref": json.dumps(ref), "type": "input", "overwrite": "true"}, timeout=30)
+
+    refused = mask_upload(other)  # another key's image is not its to read back, masked or not
+    assert refused.status_code == 400 and refused.json()["error"]["type"] == "invalid_original_ref"
+    masked = mask_upload(mine)
+    assert masked.status_code == 200, masked.text
+    view = requests.get(mine + "/view", params={"filename": masked.json()["name"], "type": "input"}, timeout=30)
+    back = np.asarray(Image.open(io.BytesIO(view.content)))
+    assert back.shape == (16, 24, 4) and (back[:8, :, 3] == 0).all() and (back[8:, :, 3] == 255).all()
+
+    ids = [submit(base, invert_graph(uploaded["name"] if base == mine else upload(base, png(pixels), "o.png")["name"]))
+           .json()["prompt_id"] for base in (mine, mine, other)]
+    for base, prompt_id in zip((mine, mine, other), ids):
+        wait_history(nsim, base, prompt_id)
+    assert requests.post(mine + "/history", json={"delete": [ids[0], ids[2]]}, timeout=30).status_code == 200
+    assert history(mine, ids[0]) == {} and ids[1] in history(mine, ids[1]) and ids[2] in history(other, ids[2])
+    assert requests.post(other + "/history", json={"clear": True}, timeout=30).status_code == 200
+    assert history(other, ids[2]) == {} and ids[1] in history(mine, ids[1])  # the other key's clear spared it
+    assert {t["status"] for t in nsim.native_prompts()} == {"SUCCESS"}  # deleting a history bills nothing again
+
+    assert requests.post(mine + "/free", json={"unload_models": True}, timeout=30).status_code == 200
+    extensions = requests.get(mine + "/extensions", timeout=30)
+    assert extensions.status_code == 200 and isinstance(extensions.json(), list)
