@@ -18,7 +18,6 @@ from typing import Any
 
 from comfy_api.latest import io
 
-from ..client.errors import RunningHubError, WaitInterrupted
 from ..host import accounts, comfy
 from ..remote.group_prompt import MAX_PORTS, GroupSpec
 from ..remote.status import RunStatus
@@ -60,24 +59,8 @@ class RHRemoteGroup(io.ComfyNode):
         stop = NodeStop(prompt_id, sweep)
         acct = accounts.account_for(account)
         sweep.show(index, RunStatus("SUBMITTING", f"Group \"{spec.title}\": checking it on {acct.site.host}…"))
-        try:
-            done, values = await stop.run(f"RH Remote Group {node_id}", _run, spec, ins, acct, sweep, index,
-                                          stop.should_stop, prompt_id, node_id)
-        except WaitInterrupted as exc:
-            if not stop.interrupted.is_set() and sweep.failed is not None:  # a sibling list item failed
-                message = f"{exc} Stopped because {sweep.failed}"
-                sweep.show(index, RunStatus("CANCEL", message, task_id=exc.task_id))
-                raise RunningHubError(message, task_id=exc.task_id, site=exc.site) from exc
-            log.info("%s", exc)
-            sweep.show(index, RunStatus("CANCEL", str(exc), task_id=exc.task_id))
-            comfy.raise_interrupt()
-            raise
-        except comfy.interrupt_exception():
-            raise
-        except Exception as exc:
-            sweep.fail(index, exc)
-            sweep.show(index, RunStatus("FAILED", f"failed: {exc}"[:400], task_id=getattr(exc, "task_id", None)))
-            raise
+        done, values = await stop.run_in_sweep(index, f"RH Remote Group {node_id}", _run, spec, ins, acct, sweep,
+                                               index, stop.should_stop, prompt_id, node_id)
         outputs = list(values) + [None] * (MAX_PORTS - len(values))
         return io.NodeOutput(*outputs, ui={"text": [done.line], "rh_status": [done.to_event()]})
 

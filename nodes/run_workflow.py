@@ -3,26 +3,21 @@
 Runs go through the account's key pool (client/pool.py), so independent Run nodes and
 list-mapped runs (a list of seeds, prompts or uploaded images) run side by side up to the
 pool's capacity. ComfyUI calls a list-mapped async node once per list element, all at
-once; each call waits in a thread of its own (`sweep.RUNNERS`: the default executor has too few
+once; each call waits in a thread of its own (`NodeStop.run`, in `sweep.RUNNERS`: the default executor has too few
 threads for a sweep), and the calls of one node in one prompt share a `Sweep` (nodes/sweep.py):
 one status line per run on the node, one stop for all of them.
 """
 
 from __future__ import annotations
 
-import logging
-
 from comfy_api.latest import io
 
-from ..client.errors import RunningHubError, WaitInterrupted
 from ..client.polling import PollPolicy, TaskProgress, with_budgets
 from ..host import accounts, comfy, tasks
 from ..remote.run import RemoteTask, run_and_wait
 from .sockets import CATEGORY, RH_OVERRIDES, RH_TASK, account_input
 from ..remote.status import RunStatus
 from .sweep import NodeStop, sweep_for
-
-log = logging.getLogger("runninghub_bridge.nodes")
 
 
 class RHRunWorkflow(io.ComfyNode):
@@ -92,28 +87,12 @@ class RHRunWorkflow(io.ComfyNode):
 
         sweep.show(index, RunStatus("SUBMITTING", f"Submitting {kind} {workflow_id} on {acct.site.host} "
                                                   f"({pool.describe()})…"))
-        try:
-            task: RemoteTask = await stop.run(
-                f"RH Run Workflow {node_id}", run_and_wait, pool, kind=kind, workflow_id=workflow_id,
-                overrides=list(overrides or ()), instance_type=instance_type, poll_policy=policy,
-                should_stop=should_stop, on_progress=on_progress, on_submitted=on_submitted, on_wait=on_wait,
-                on_warning=lambda text: sweep.warn(index, text),
-                journal=tasks.journal(acct, seed, prompt_id, node_id, index), on_reattach=on_reattach)
-        except WaitInterrupted as exc:
-            if not stop.interrupted.is_set() and sweep.failed is not None:
-                message = f"{exc} Stopped because {sweep.failed}"
-                sweep.show(index, RunStatus("CANCEL", message, task_id=exc.task_id))
-                raise RunningHubError(message, task_id=exc.task_id, site=exc.site) from exc
-            log.info("%s", exc)
-            sweep.show(index, RunStatus("CANCEL", str(exc), task_id=exc.task_id))
-            comfy.raise_interrupt()
-            raise
-        except comfy.interrupt_exception():
-            raise  # ComfyUI's own stop is no failure (an Exception in 0.3.75, a BaseException later)
-        except Exception as exc:
-            sweep.fail(index, exc)
-            sweep.show(index, RunStatus("FAILED", f"failed: {exc}"[:400], task_id=getattr(exc, "task_id", None)))
-            raise
+        task: RemoteTask = await stop.run_in_sweep(
+            index, f"RH Run Workflow {node_id}", run_and_wait, pool, kind=kind, workflow_id=workflow_id,
+            overrides=list(overrides or ()), instance_type=instance_type, poll_policy=policy,
+            should_stop=should_stop, on_progress=on_progress, on_submitted=on_submitted, on_wait=on_wait,
+            on_warning=lambda text: sweep.warn(index, text),
+            journal=tasks.journal(acct, seed, prompt_id, node_id, index), on_reattach=on_reattach)
         cost = task.result.cost.describe() if task.result else ""
         summary = f"RunningHub task {task.task_id}: done" + (f" ({cost})" if cost else "")
         done = RunStatus("SUCCESS", summary, task_id=task.task_id, cost=cost or None,

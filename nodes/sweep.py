@@ -18,6 +18,7 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, TypeVar
 
+from ..client.errors import RunningHubError, WaitInterrupted
 from ..client.stop import run_with_stop, shutting_down
 from ..host import comfy
 from ..remote.status import RunStatus
@@ -139,6 +140,29 @@ class NodeStop:
         except asyncio.CancelledError:
             self.abandoned.set()
             log.info("%s was abandoned by ComfyUI (another node failed); stopping it", what)
+            raise
+
+    async def run_in_sweep(self, index: int, what: str, call: Callable[..., T], /, *args, **kwargs) -> T:
+        """`run` for run `index` of the sweep: a stop shows CANCEL under the node and ends as
+        ComfyUI's interrupt (as a failure naming the sibling that failed, when that was the
+        stop); an error shows FAILED and stops the sweep's other runs."""
+        sweep = self._sweep
+        try:
+            return await self.run(what, call, *args, **kwargs)
+        except WaitInterrupted as exc:
+            if not self.interrupted.is_set() and sweep.failed is not None:  # a sibling list item failed
+                message = f"{exc} Stopped because {sweep.failed}"
+                sweep.show(index, RunStatus("CANCEL", message, task_id=exc.task_id))
+                raise RunningHubError(message, task_id=exc.task_id, site=exc.site) from exc
+            log.info("%s", exc)
+            sweep.show(index, RunStatus("CANCEL", str(exc), task_id=exc.task_id))
+            comfy.raise_interrupt()
+            raise
+        except comfy.interrupt_exception():
+            raise  # ComfyUI's own stop is no failure (an Exception in 0.3.75, a BaseException later)
+        except Exception as exc:
+            sweep.fail(index, exc)
+            sweep.show(index, RunStatus("FAILED", f"failed: {exc}"[:400], task_id=getattr(exc, "task_id", None)))
             raise
 
 
