@@ -9,10 +9,9 @@ import logging
 from contextlib import nullcontext
 from typing import Any, Callable, Mapping
 
-from ..client.errors import TaskCancelledError, TaskFailedError, TaskNotFoundError, WaitInterrupted
 from ..client.ledger import MAY_EXIST, SUBMITTING, LedgerEntry, RunFingerprint, written_for_existing_task
 from .native_result import NativePromptResult
-from .reattach import LedgerRun, RunJournal, may_exist_error
+from .reattach import LedgerRun, RunJournal, may_exist_error, recorded_end
 
 log = logging.getLogger("runninghub_bridge.remote")
 
@@ -140,23 +139,8 @@ class NativeRecord:
         """`wait()`, recording how it ended; a wait that ended without an answer (an outage,
         a time budget, a shutdown that leaves prompts running) leaves the entry as it was."""
         try:
-            result = self._recorded(wait)
+            result = recorded_end(wait, self.finished)
             self.finished("SUCCESS", outputs=result.outputs)
             return result
         finally:
             self.unfollow()  # after the outcome is written: a waiting re-queue then reads it
-
-    def _recorded(self, wait: Callable[[], NativePromptResult]) -> NativePromptResult:
-        try:
-            return wait()
-        except TaskCancelledError as exc:
-            self.finished("CANCEL", message=str(exc))
-            raise
-        except (TaskFailedError, TaskNotFoundError) as exc:
-            self.finished("FAILED", message=str(exc))
-            raise
-        except WaitInterrupted as exc:
-            if exc.cancelled:
-                self.finished("CANCEL", message=str(exc))
-            raise  # else left as it was (a failed stop, a shutdown that leaves it running): the next run re-attaches
-

@@ -133,18 +133,16 @@ class LedgerRun:
             self.entry = self.ledger.begin(self.fingerprint, key_hint=client.key.hint, prompt_id=journal.prompt_id,
                                            node_id=journal.node_id)
             self.follow(self.entry)
+            # the run holds its turn through the create, and unfollows in its own `finally`
             try:
                 handle = create(client)
             except MAYBE_CREATED as exc:
-                self.unfollow(self.entry)
                 self.ledger.uncertain(self.entry, str(exc))
                 raise
             except RunningHubError:
-                self.unfollow(self.entry)
                 self.ledger.forget(self.entry)  # refused, no capacity, never sent: nothing exists
                 raise
             except BaseException as exc:  # anything unforeseen: the create may have gone out
-                self.unfollow(self.entry)
                 self.ledger.uncertain(self.entry, f"{type(exc).__name__}: {exc}"[:500])
                 raise
             self._unrecorded = handle
@@ -173,28 +171,11 @@ class LedgerRun:
         outage, a time budget, ComfyUI stopping) leaves the task as it was: the next run
         with the same fingerprint re-attaches to it."""
         try:
-            result = self._recorded(wait)
+            result = recorded_end(wait, self._finish)
             self._finish("SUCCESS", result=result)
             return result
         finally:
             self.unfollow(self.entry)  # after the outcome is written: a waiting re-queue then reads it
-
-    def _recorded(self, wait: Callable[[], TaskResult]) -> TaskResult:
-        try:
-            return wait()
-        except TaskCancelledError as exc:
-            self._finish("CANCEL", message=str(exc))
-            raise
-        except TaskFailedError as exc:
-            self._finish("FAILED", message=str(exc))
-            raise
-        except TaskNotFoundError as exc:
-            self._finish("FAILED", message=f"RunningHub does not know this task: {exc}")
-            raise
-        except WaitInterrupted as exc:
-            if exc.cancelled:
-                self._finish("CANCEL", message=str(exc))
-            raise  # else left as it was (a failed cancel, a shutdown that leaves it running): the next run re-attaches
 
     def _finish(self, status: str, *, result: TaskResult | None = None, message: str = "") -> None:
         if self.entry is not None:
@@ -274,6 +255,28 @@ class _NotRecorded(LedgerRun):
 
 
 NOT_RECORDED = _NotRecorded()
+
+
+def recorded_end(wait: Callable[[], T], finish: Callable[..., None]) -> T:
+    """`wait()`; a definite end written with `finish(status, message=...)`: CANCEL (cancelled
+    remotely, or by this run's stop), FAILED (the task failed, or RunningHub no longer knows
+    it). A wait that ended without an answer (a failed cancel, a shutdown that leaves the task
+    running, an outage) leaves the entry as it was: the next run re-attaches."""
+    try:
+        return wait()
+    except TaskCancelledError as exc:
+        finish("CANCEL", message=str(exc))
+        raise
+    except TaskFailedError as exc:
+        finish("FAILED", message=str(exc))
+        raise
+    except TaskNotFoundError as exc:
+        finish("FAILED", message=f"RunningHub does not know this task: {exc}")
+        raise
+    except WaitInterrupted as exc:
+        if exc.cancelled:
+            finish("CANCEL", message=str(exc))
+        raise
 
 
 def may_exist_error(found: LedgerEntry) -> TaskMayExistError:
