@@ -185,11 +185,11 @@ class LedgerEntry:
 
 
 class TaskLedger:
-    """The ledger file at `path` (created on first use). `on_change(entry)` is told about
-    every change (the host pushes it to the task panel); it must not raise."""
+    """The ledger file at `path` (created on first use). `on_change()` is told about every
+    change (the host tells the task panel to read the ledger again); it must not raise."""
 
     def __init__(self, path: str | os.PathLike, *, clock: Callable[[], float] = time.time,
-                 lifetime: float = OUTPUT_LIFETIME, on_change: Callable[[LedgerEntry | None], None] | None = None):
+                 lifetime: float = OUTPUT_LIFETIME, on_change: Callable[[], None] | None = None):
         self.path = os.fspath(path)
         self.lifetime = lifetime
         self.on_change = on_change
@@ -334,11 +334,11 @@ class TaskLedger:
                             message=row.message or "ComfyUI stopped while this task's create was being sent.")
         return row
 
-    def _changed(self, entry: int | None) -> None:
+    def _changed(self) -> None:
         if self.on_change is None:
             return
         try:
-            self.on_change(self.get(entry) if entry is not None else None)
+            self.on_change()
         except Exception:  # noqa: BLE001 - telling the panel must never fail a run
             log.exception("task ledger listener failed")
 
@@ -391,7 +391,7 @@ class TaskLedger:
                 (fp.digest(), fp.site, fp.account, fp.kind, fp.workflow_id, fp.instance_type, str(fp.seed),
                  overrides, task_id, key_hint, SUBMITTING, prompt_id, node_id, self.owner, now, now))
             entry = int(cur.lastrowid)
-        self._changed(entry)
+        self._changed()
         return entry
 
     def created(self, entry: int, task_id: str, status: str = "QUEUED") -> None:
@@ -421,7 +421,7 @@ class TaskLedger:
         with self._transaction() as conn:
             gone = conn.execute("DELETE FROM tasks WHERE entry = ?", (int(entry),)).rowcount > 0
         if gone:
-            self._changed(None)
+            self._changed()
         return gone
 
     def prune(self) -> int:
@@ -452,7 +452,7 @@ class TaskLedger:
         with self._transaction() as conn:
             changed = conn.execute(sql, args).rowcount > 0
         if changed:
-            self._changed(entry)
+            self._changed()
 
 
 def _replace(row: LedgerEntry, **fields: Any) -> LedgerEntry:

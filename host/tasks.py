@@ -12,7 +12,7 @@ import threading
 
 from ..client.api import RunningHubClient
 from ..client.credentials import Account
-from ..client.ledger import LedgerEntry, TaskLedger
+from ..client.ledger import TaskLedger
 from ..remote.reattach import RunJournal
 from . import accounts, comfy
 
@@ -31,7 +31,7 @@ def ledger() -> TaskLedger:
         return _ledger
 
 
-def _tell_panel(entry: LedgerEntry | None) -> None:
+def _tell_panel() -> None:
     comfy.broadcast(TASKS_EVENT, {})
 
 

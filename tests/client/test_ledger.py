@@ -144,11 +144,12 @@ def test_pruning_and_the_reuse_window(ledger, clock):
 
 def test_changes_are_told_to_the_listener(tmp_path, clock):
     seen = []
-    book = TaskLedger(tmp_path / "t.sqlite3", clock=clock, on_change=lambda e: seen.append(e and e.status))
+    book = TaskLedger(tmp_path / "t.sqlite3", clock=clock, on_change=lambda: seen.append(book.entries()))
     entry = book.begin(fingerprint())
     book.created(entry, "1")
     book.forget(entry)
-    assert seen == ["SUBMITTING", "QUEUED", None]
+    book.forget(entry)  # nothing changed: nothing told
+    assert [[e.status for e in entries] for entries in seen] == [["SUBMITTING"], ["QUEUED"], []]
 
 
 def test_the_view_holds_no_key(ledger, clock):
