@@ -5,15 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from contextlib import nullcontext
 from typing import Any, Callable, Mapping
 
-from ..client.ledger import MAY_EXIST, SUBMITTING, LedgerEntry, RunFingerprint, written_for_existing_task
+from ..client.ledger import LedgerEntry, RunFingerprint, written_for_existing_task
 from .native_result import NativePromptResult
-from .reattach import LedgerRun, RunJournal, may_exist_error, recorded_end
-
-log = logging.getLogger("runninghub_bridge.remote")
+from .reattach import LedgerRun, RunJournal, recorded_end
 
 KIND = "native"
 
@@ -76,15 +73,9 @@ class NativeRecord:
     def earlier(self) -> LedgerEntry | None:
         if self.run is None:
             return None
-        found = self.run.lookup()
-        if found is None:
-            return None
-        if found.status in (MAY_EXIST, SUBMITTING) and not found.task_id:
-            raise may_exist_error(found)
-        self.entry = found.entry
-        self.run.follow(found.entry)
-        log.info("re-attaching to native prompt %s (%s, entry %d of the task ledger) instead of sending a new one",
-                 found.task_id, found.status.lower(), found.entry)
+        found = self.run.earlier(known_id=True, what="native prompt")
+        if found is not None:
+            self.entry = found.entry
         return found
 
     def begin(self, key_hint: str, prompt_id: str) -> None:

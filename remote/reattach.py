@@ -112,16 +112,19 @@ class LedgerRun:
     def unfollow(self, entry: int | None) -> None:
         followers.unfollow(self.ledger.path, entry, self.should_stop)
 
-    def earlier(self) -> LedgerEntry | None:
-        """The task to re-attach to, or None to create one (call it during your `turn`)."""
+    def earlier(self, *, known_id: bool = False, what: str = "RunningHub task") -> LedgerEntry | None:
+        """The task to re-attach to, or None to create one (call it during your `turn`). An
+        entry whose create may have gone out is the user's to decide (TaskMayExistError),
+        unless `known_id`: the id was chosen before sending (a native prompt's), so the remote
+        can be asked about it."""
         found = self.lookup()
         if found is None:
             return None
-        if found.status in (MAY_EXIST, SUBMITTING):
+        if found.status in (MAY_EXIST, SUBMITTING) and not (known_id and found.task_id):
             raise may_exist_error(found)
         self.entry = found.entry
         self.follow(found.entry)
-        log.info("re-attaching to RunningHub task %s (%s, entry %d of the task ledger) instead of creating a new one",
+        log.info("re-attaching to %s %s (%s, entry %d of the task ledger) instead of creating a new one", what,
                  found.task_id, found.status.lower(), found.entry)
         return found
 
