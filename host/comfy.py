@@ -113,8 +113,8 @@ def set_progress(node_id: str | None, value: float, total: float, prompt_id: str
     if node_id is None:
         return
     server = _prompt_server()
-    if server is None or not _running(server, prompt_id):
-        return
+    if server is None or getattr(server, "client_id", None) is None or not _running(server, prompt_id):
+        return  # a script's prompt: ComfyUI would send it to every socket (see send_status)
     from comfy_execution.progress import get_progress_state
 
     get_progress_state().update_progress(str(node_id), value, total)

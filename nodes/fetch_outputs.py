@@ -17,6 +17,17 @@ from .sweep import NodeStop
 SIZE_POLICIES = ["pad", "fit", "stretch", "error"]
 
 
+def _fetch(task, acct, task_id: str, size_policy: str, should_stop, on_progress) -> FetchedOutputs:
+    """Worker thread: the outputs of the wired `task`, or of `task_id` with the key of the
+    account that created it (a pool may ask its keys: under the node's stop, off the loop)."""
+    if task is not None:
+        client, result = task.client, task.result
+    else:
+        client, result = tasks.client_for_task(acct, task_id), None
+    return fetch_outputs(client, task_id, result, new_temp_file=comfy.new_temp_file, size_policy=size_policy,
+                         should_stop=should_stop, on_progress=on_progress)
+
+
 def _temp_entry(it: Downloaded, default_ext: str) -> dict:
     """A fetched file written to ComfyUI's temp folder, as a preview entry."""
     ext = {"jpeg": "jpg"}.get(it.output.file_type, it.output.file_type or default_ext)
@@ -84,27 +95,23 @@ class RHFetchOutputs(io.ComfyNode):
     async def execute(cls, task=None, task_id: str = "", account: str = "default",
                       size_policy: str = "pad") -> io.NodeOutput:
         node_id = cls.hidden.unique_id
-        if task is not None:
-            client, tid, result = task.client, task.task_id, task.result
-        else:
-            tid = str(task_id or "").strip()
-            if not tid:
-                raise ValueError("RH Fetch Outputs: wire a task from RH Run Workflow, or enter a task_id to "
-                                 "re-attach to.")
-            client, result = tasks.client_for_task(accounts.account_for(account), tid), None
+        tid = task.task_id if task is not None else str(task_id or "").strip()
+        if not tid:
+            raise ValueError("RH Fetch Outputs: wire a task from RH Run Workflow, or enter a task_id to "
+                             "re-attach to.")
+        acct = accounts.account_for(account) if task is None else None
 
         prompt_id, _ = comfy.executing_context()
-        stop = NodeStop(prompt_id)
 
         def show(status: RunStatus) -> None:
             comfy.send_status(node_id, status, prompt_id=prompt_id)
 
+        stop = NodeStop(prompt_id, show=show)
+
         show(RunStatus("FETCHING", f"Fetching outputs of task {tid}…", task_id=tid))
         try:
-            fetched = await stop.run(f"RH Fetch Outputs {node_id}", fetch_outputs, client, tid, result,
-                                     new_temp_file=comfy.new_temp_file, size_policy=size_policy,
-                                     should_stop=stop.should_stop,
-                                     on_progress=lambda p: show(RunStatus.of_progress(p)))
+            fetched = await stop.run(f"RH Fetch Outputs {node_id}", _fetch, task, acct, tid, size_policy,
+                                     stop.should_stop, lambda p: show(RunStatus.of_progress(p)))
         except WaitInterrupted as exc:
             show(RunStatus("CANCEL", str(exc), task_id=tid))  # what became of the task
             comfy.raise_interrupt()

@@ -56,11 +56,11 @@ class RHRemoteGroup(io.ComfyNode):
         prompt_id, index = comfy.executing_context()
         index = index or 0  # a list-mapped call (a list wired into the group): one run per item
         sweep = sweep_for(prompt_id, node_id)
-        stop = NodeStop(prompt_id, sweep)
+        stop = NodeStop(prompt_id, sweep, index)
         acct = accounts.account_for(account)
         sweep.show(index, RunStatus("SUBMITTING", f"Group \"{spec.title}\": checking it on {acct.site.host}…"))
-        done, values = await stop.run_in_sweep(index, f"RH Remote Group {node_id}", _run, spec, ins, acct, sweep,
-                                               index, stop.should_stop, prompt_id, node_id)
+        done, values = await stop.run_in_sweep(f"RH Remote Group {node_id}", _run, spec, ins, acct, sweep, index,
+                                               stop.should_stop, prompt_id, node_id)
         outputs = list(values) + [None] * (MAX_PORTS - len(values))
         return io.NodeOutput(*outputs, ui={"text": [done.line], "rh_status": [done.to_event()]})
 

@@ -64,7 +64,7 @@ class RHRunWorkflow(io.ComfyNode):
         prompt_id, index = comfy.executing_context()
         index = index or 0
         sweep = sweep_for(prompt_id, node_id)
-        stop = NodeStop(prompt_id, sweep)
+        stop = NodeStop(prompt_id, sweep, index)
         should_stop = stop.should_stop
         acct = accounts.account_for(account)
         pool = accounts.pool_for(acct)
@@ -88,7 +88,7 @@ class RHRunWorkflow(io.ComfyNode):
         sweep.show(index, RunStatus("SUBMITTING", f"Submitting {kind} {workflow_id} on {acct.site.host} "
                                                   f"({pool.describe()})…"))
         task: RemoteTask = await stop.run_in_sweep(
-            index, f"RH Run Workflow {node_id}", run_and_wait, pool, kind=kind, workflow_id=workflow_id,
+            f"RH Run Workflow {node_id}", run_and_wait, pool, kind=kind, workflow_id=workflow_id,
             overrides=list(overrides or ()), instance_type=instance_type, poll_policy=policy,
             should_stop=should_stop, on_progress=on_progress, on_submitted=on_submitted, on_wait=on_wait,
             on_warning=lambda text: sweep.warn(index, text),

@@ -14,12 +14,13 @@ import contextvars
 import functools
 import logging
 import threading
+import time
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, TypeVar
 
 from ..client.errors import RunningHubError, WaitInterrupted
-from ..client.stop import run_with_stop, shutting_down
+from ..client.stop import TICK, run_with_stop, shutting_down
 from ..host import comfy
 from ..remote.status import RunStatus
 
@@ -29,6 +30,8 @@ _KEEP = 64  # sweeps and prompts remembered (the newest ones)
 #: The threads remote runs wait in (RH Run Workflow, RH Remote Group): the default executor
 #: has too few threads for a sweep.
 RUNNERS = ThreadPoolExecutor(max_workers=64, thread_name_prefix="rh-run")
+#: Seconds a stopped run's thread is waited for (a cancel, a create's reply) before the node ends anyway.
+STOP_GRACE = 2.0
 BAR_PER_RUN = 100  # the node's progress bar: this much per run, filled by each run's fraction
 
 
@@ -111,13 +114,16 @@ class NodeStop:
     """The stop of one node call: an interrupt of its prompt, a failed sibling of its sweep,
     shutdown, or ComfyUI abandoning the call (another node failed, so the prompt ends and
     cancels what is still pending). ComfyUI clears its interrupt flag when the first run raises
-    it, so the prompt keeps its own (`interrupted`)."""
+    it, so the prompt keeps its own (`interrupted`). `show(status)` puts a status under the
+    node (default: run `index` of `sweep`)."""
 
-    def __init__(self, prompt_id: str | None, sweep: Sweep | None = None):
+    def __init__(self, prompt_id: str | None, sweep: Sweep | None = None, index: int = 0,
+                 show: Callable[[RunStatus], None] | None = None):
         self.interrupted = threading.Event() if prompt_id is None else remembered(_interrupted, prompt_id,
                                                                                   threading.Event)
         self.abandoned = threading.Event()
-        self._sweep = sweep
+        self._sweep, self._index = sweep, index
+        self._show = show if show is not None or sweep is None else functools.partial(sweep.show, index)
 
     def should_stop(self) -> bool:
         if self.interrupted.is_set() or self.abandoned.is_set() or shutting_down():
@@ -128,25 +134,56 @@ class NodeStop:
         return self._sweep is not None and self._sweep.failed is not None
 
     async def run(self, what: str, call: Callable[..., T], /, *args, **kwargs) -> T:
-        """`call(*args, **kwargs)` in a RUNNERS thread under this stop, awaited by the node.
-        ComfyUI cancels the await when it abandons the node; the thread then stops within a
-        tick (`what` names it in the log). RUNNERS, not asyncio's default executor: ComfyUI
-        runs each prompt under asyncio.run, which joins the default executor's threads when
-        the prompt ends, so a wait there on RunningHub would hold ComfyUI's queue until the
-        remote task ended."""
+        """`call(*args, **kwargs)` in a RUNNERS thread under this stop, awaited by the node
+        (`what` names it in the log). RUNNERS, not asyncio's default executor: ComfyUI runs
+        each prompt under asyncio.run, which joins the default executor's threads when the
+        prompt ends, so a wait there on RunningHub would hold ComfyUI's queue until the remote
+        task ended. Once stopped, the thread is given STOP_GRACE to finish (a cancel, or a
+        create's reply that names the task to cancel); past it, or when ComfyUI abandons the
+        node, the node ends and the thread finishes in the background, its end shown under
+        the node."""
         job = functools.partial(run_with_stop, self.should_stop, call, *args, **kwargs)
+        work = RUNNERS.submit(contextvars.copy_context().run, job)
+        waited = asyncio.wrap_future(work)
         try:
-            return await asyncio.get_running_loop().run_in_executor(RUNNERS, contextvars.copy_context().run, job)
+            return await self._until_done_or_stopped(waited, what)
         except asyncio.CancelledError:
             self.abandoned.set()
             log.info("%s was abandoned by ComfyUI (another node failed); stopping it", what)
+            self._left(work, waited)
+            raise
+        except WaitInterrupted:
+            if not waited.done():
+                self._left(work, waited)
             raise
 
-    async def run_in_sweep(self, index: int, what: str, call: Callable[..., T], /, *args, **kwargs) -> T:
+    async def _until_done_or_stopped(self, waited: asyncio.Future, what: str):
+        stopped_at = None
+        while True:
+            done, _ = await asyncio.wait({waited}, timeout=TICK)
+            if done:
+                return waited.result()
+            if stopped_at is None:
+                stopped_at = time.monotonic() if self.should_stop() else None
+            elif time.monotonic() - stopped_at > STOP_GRACE:
+                log.info("%s: stopped %.0f s ago and still finishing; not holding ComfyUI's queue for it", what,
+                         STOP_GRACE)
+                raise WaitInterrupted(f"Stopped. {what} is still finishing what was on its way (a create's reply "
+                                      "or a cancel); how it ends shows here and in the task panel.")
+
+    def _left(self, work: Future, waited: asyncio.Future) -> None:
+        """The node no longer waits for `work`: its end, when it comes, is shown under the
+        node (a later prompt's front end never gets it: comfy.send_status)."""
+        waited.cancel()  # its result is nobody's now (and the prompt's loop may be closed by then)
+        show = self._show
+        if show is not None:
+            work.add_done_callback(lambda done: _show_late_end(done, show))
+
+    async def run_in_sweep(self, what: str, call: Callable[..., T], /, *args, **kwargs) -> T:
         """`run` for run `index` of the sweep: a stop shows CANCEL under the node and ends as
         ComfyUI's interrupt (as a failure naming the sibling that failed, when that was the
         stop); an error shows FAILED and stops the sweep's other runs."""
-        sweep = self._sweep
+        sweep, index = self._sweep, self._index
         try:
             return await self.run(what, call, *args, **kwargs)
         except WaitInterrupted as exc:
@@ -164,6 +201,15 @@ class NodeStop:
             sweep.fail(index, exc)
             sweep.show(index, RunStatus("FAILED", f"failed: {exc}"[:400], task_id=getattr(exc, "task_id", None)))
             raise
+
+
+def _show_late_end(done: Future, show: Callable[[RunStatus], None]) -> None:
+    """How a run the node stopped waiting for ended: cancelled (or not), or failed."""
+    exc = None if done.cancelled() else done.exception()
+    if isinstance(exc, WaitInterrupted):
+        show(RunStatus("CANCEL", str(exc), task_id=exc.task_id))
+    elif isinstance(exc, Exception) and not isinstance(exc, comfy.interrupt_exception()):
+        show(RunStatus("FAILED", f"failed: {exc}"[:400], task_id=getattr(exc, "task_id", None)))
 
 
 def sweep_for(prompt_id: str | None, node_id: str | None) -> Sweep:

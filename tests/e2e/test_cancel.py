@@ -4,6 +4,7 @@ status and outputs endpoints never abandons a running task."""
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 
@@ -206,3 +207,78 @@ def test_an_interrupted_fetch_leaves_a_task_it_did_not_start_running(host, sim):
     again = host.run(graph, timeout=30)
     assert again.status == "success", again.error
     assert sim.task(task_id)["status"] == "SUCCESS" and sim.count("create") == 1
+
+
+@pytest.mark.parametrize("moment", ["create", "cancel"])
+def test_an_interrupt_never_holds_the_queue_for_a_slow_reply(host, sim, moment):
+    """An Interrupt while a create's reply is on its way (it names the task to cancel), or
+    while the cancel's reply is slow: the node ends within STOP_GRACE (2 s) and the next
+    prompt can start; the run's thread finishes in the background, cancels the task exactly
+    once, and its end still shows under the node."""
+    sim.fault(moment, "delay", seconds=8, commit=True)
+    hook, sent = interrupt_after(host, "13", 1.5 if moment == "create" else 2.0)
+    result = host.run(run_fetch(WORKFLOWS["empty"], save_images=False), timeout=60, on_event=hook)
+    ended = time.time()
+    assert result.status == "interrupted", result.error
+    assert ended - sent[0] < 3.5, f"the prompt ended {ended - sent[0]:.1f} s after the interrupt"
+    # the late end (seconds after the node ended) reaches the same front end: no other prompt ran since
+    ws, _ = host.open_ws(result.client_id)
+    try:
+        ws.settimeout(15)
+        ends: list[dict] = []
+        while not ends:
+            frame = ws.recv()
+            message = json.loads(frame) if isinstance(frame, str) else {}
+            if message.get("type") == "runninghub.status" and message["data"].get("node") == "13" \
+                    and message["data"]["state"] in ("CANCEL", "FAILED"):
+                ends.append(message["data"])
+    finally:
+        ws.close()
+    (task,) = sim.tasks()
+    assert task["cancelled"] and sim.count("create") == 1 and sim.count("cancel") == 1
+    assert ends[0]["state"] == "CANCEL" and f"task {task['taskId']} was cancelled" in ends[0]["line"], ends
+
+
+def test_a_fetch_asking_a_pools_keys_for_a_task_is_stopped_at_once(sim, comfy_host_factory):
+    """RH Fetch Outputs by the id of a task the ledger does not know, on a profile of two keys:
+    the pack asks the keys which one knows it. That lookup runs under the node's stop too, off
+    ComfyUI's loop, so an Interrupt ends it at once (and leaves the task running)."""
+    from support.clients import make_client
+
+    host = comfy_host_factory(env={**sim.pack_env(), "RUNNINGHUB_API_KEY": ",".join(sim.keys)}, name="cancel-pool")
+    task_id = make_client(sim, key_index=1).create_task(WORKFLOWS["empty"]).task_id
+    sim.fault("status", "delay", seconds=12, commit=True)
+    graph = {"1": {"class_type": "RHFetchOutputs", "inputs": {"task_id": task_id, "account": "default",
+                                                              "size_policy": "pad"}},
+             "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "fetched"}}}
+    hook, sent = interrupt_after(host, "1", 1.0)
+    result = host.run(graph, timeout=60, on_event=hook)
+    assert result.status == "interrupted", result.error
+    assert time.time() - sent[0] < 2.0
+    assert not sim.task(task_id)["cancelled"]
+
+
+def test_a_scripts_prompt_sends_no_progress_to_other_pages(host, sim):
+    """A prompt queued without a client id (a script): ComfyUI would send whatever the pack
+    sends for it to every open page, so it sends nothing, progress bar included."""
+    sim.configure(run_seconds=2)
+    ws, _ = host.open_ws()  # another page's socket
+    try:
+        ws.settimeout(0.5)
+        prompt_id = host.post("/prompt", json={"prompt": run_fetch(WORKFLOWS["empty"], save_images=False)}
+                              ).json()["prompt_id"]
+        seen, deadline = [], time.monotonic() + 60
+        while time.monotonic() < deadline and not host.history(prompt_id):
+            try:
+                frame = ws.recv()
+            except Exception:  # noqa: BLE001 - a quiet half second
+                continue
+            seen.append(json.loads(frame) if isinstance(frame, str) else {"type": "binary", "data": {}})
+    finally:
+        ws.close()
+    assert host.history(prompt_id), "the prompt did not finish"
+    # ComfyUI's own progress_state (each node starting and ending) goes to every page for such a prompt
+    ours = [m for m in seen if m["type"] in ("runninghub.status", "progress_text", "binary")
+            or (m["type"] == "progress" and m["data"].get("node") == "13")
+            or (m["type"] == "progress_state" and m["data"].get("nodes", {}).get("13", {}).get("max") == 100)]
+    assert ours == [], ours
