@@ -161,6 +161,13 @@ def test_stopping_comfyui_while_a_create_waits_for_its_reply(sim, comfy_host_fac
         assert task["status"] in ("QUEUED", "RUNNING") and entry["status"] in ("QUEUED", "RUNNING")
 
 
+def fetch_by_id(task_id: str) -> dict:
+    """RH Fetch Outputs (node 1) of a task by its id → Save Image."""
+    return {"1": {"class_type": "RHFetchOutputs", "inputs": {"task_id": task_id, "account": "default",
+                                                             "size_policy": "pad"}},
+            "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "fetched"}}}
+
+
 def test_a_fetch_abandoned_by_comfyui_stops_following_the_task_and_leaves_it_running(host, sim):
     """RH Fetch Outputs waits for a running task when another node of the prompt fails:
     ComfyUI abandons the fetch, which must stop following the task (its socket closes) and let
@@ -170,9 +177,7 @@ def test_a_fetch_abandoned_by_comfyui_stops_following_the_task_and_leaves_it_run
     from support.clients import make_client
 
     task_id = make_client(sim).create_task(WORKFLOWS["empty"]).task_id
-    graph = {"1": {"class_type": "RHFetchOutputs", "inputs": {"task_id": task_id, "account": "default",
-                                                              "size_policy": "pad"}},
-             "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "abandoned"}},
+    graph = {**fetch_by_id(task_id),
              # a local branch that fails after a second or more of work (a prefix outside the output folder)
              "20": {"class_type": "EmptyImage", "inputs": {"width": 2048, "height": 2048, "batch_size": 1,
                                                           "color": 5}},
@@ -194,9 +199,7 @@ def test_an_interrupted_fetch_leaves_a_task_it_did_not_start_running(host, sim):
 
     sim.configure(run_seconds=4)
     task_id = make_client(sim).create_task(WORKFLOWS["empty"]).task_id
-    graph = {"1": {"class_type": "RHFetchOutputs", "inputs": {"task_id": task_id, "account": "default",
-                                                              "size_policy": "pad"}},
-             "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "fetched"}}}
+    graph = fetch_by_id(task_id)
     hook, _sent = interrupt_after(host, "1", 1.0)
     result = host.run(graph, timeout=30, on_event=hook)
     assert result.status == "interrupted", result.error
@@ -248,9 +251,7 @@ def test_a_fetch_asking_a_pools_keys_for_a_task_is_stopped_at_once(sim, comfy_ho
     host = comfy_host_factory(env={**sim.pack_env(), "RUNNINGHUB_API_KEY": ",".join(sim.keys)}, name="cancel-pool")
     task_id = make_client(sim, key_index=1).create_task(WORKFLOWS["empty"]).task_id
     sim.fault("status", "delay", seconds=12, commit=True)
-    graph = {"1": {"class_type": "RHFetchOutputs", "inputs": {"task_id": task_id, "account": "default",
-                                                              "size_policy": "pad"}},
-             "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "fetched"}}}
+    graph = fetch_by_id(task_id)
     hook, sent = interrupt_after(host, "1", 1.0)
     result = host.run(graph, timeout=60, on_event=hook)
     assert result.status == "interrupted", result.error
